@@ -1,0 +1,1 @@
+"""Export: a training checkpoint -> one self-describing single-step .onnx file."""

@@ -1,0 +1,1 @@
+"""Training: corpus -> tokens -> an LSTM checkpoint. Run as `python -m train ...`."""
