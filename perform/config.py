@@ -135,12 +135,15 @@ class TrainConfig:
     val_fraction: float = 0.1
     seed: int = 0
     augment: bool = True
+    transpose_semitones: int = 6
 
     def __post_init__(self) -> None:
         _check(0 <= self.dropout < 1, "train.dropout", self.dropout, "a number in [0, 1)")
         _check(0 < self.val_fraction < 1, "train.val_fraction", self.val_fraction, "a number in (0, 1)")
         for name in ("embed_dim", "hidden_size", "num_layers", "seq_len", "batch_size", "max_epochs"):
             _check(getattr(self, name) >= 1, f"train.{name}", getattr(self, name), "a whole number >= 1")
+        _check(0 <= self.transpose_semitones <= 24, "train.transpose_semitones", self.transpose_semitones,
+               "0..24 (the largest random shift of a song, in semitones, when augment is on)")
 
 
 @dataclass(frozen=True)
