@@ -1,0 +1,180 @@
+"""MIDI clock: follow a DAW's clock (--sync) and send our own (--send-clock).
+
+MIDI clock is 24 pulses per beat (quarter note), plus start, stop, continue and the song position
+pointer (counted in 16ths, 6 pulses each). After start the first pulse is beat 0; after a song
+position pointer the next pulse is that position; after continue the next pulse follows the last.
+
+Following: feed every message with its arrival time, then ask where a beat falls in time:
+
+    follower = MidiClockFollower()
+    follower.feed(msg, t_s)                     # from the input queue, stamped at arrival
+    if follower.running and follower.tempo_bpm:
+        deadline_s = follower.time_of_beat(n / steps_per_beat)   # tick n, anchored on the master
+
+Sending: pulse n is due at `t0_s + n * pulse_s` (absolute deadlines; a tempo change re-anchors at
+the next pulse, so nothing drifts). The caller's output loop sends what `pop_due` returns:
+
+    sender = ClockSender(bpm=120)
+    out.send(sender.start(t0_s))               # 'start'
+    for deadline_s, msg in sender.pop_due(now()): out.send(msg)
+    sleep_until(sender.next_deadline_s)
+"""
+
+from __future__ import annotations
+
+from collections import deque
+
+import mido
+
+PULSES_PER_BEAT = 24
+PULSES_PER_SIXTEENTH = 6
+#: A gap between pulses longer than this means the master's clock paused: the tempo estimate restarts.
+MAX_PULSE_GAP_S = 1.0
+_CLOCK_TYPES = ("clock", "start", "stop", "continue", "songpos")
+
+
+def pulse_period_s(bpm: float) -> float:
+    """Seconds between MIDI clock pulses at `bpm` beats (quarter notes) a minute."""
+    return 60.0 / (bpm * PULSES_PER_BEAT)
+
+
+class MidiClockFollower:
+    """Tracks a master's transport (running), position (pulses, beats) and tempo (smoothed).
+
+    The tempo is the mean pulse interval over the last `window_pulses` pulses (one beat by default),
+    which divides the ports' jitter by the window length and follows a tempo change within a beat.
+    """
+
+    def __init__(self, window_pulses: int = PULSES_PER_BEAT, max_gap_s: float = MAX_PULSE_GAP_S) -> None:
+        if window_pulses < 1:
+            raise ValueError("window_pulses must be >= 1")
+        self.max_gap_s = max_gap_s
+        self.running = False
+        self.pulses_seen = 0
+        self.last_pulse_s: float | None = None
+        self.last_pulse_index: int | None = None  # position of the latest pulse, in pulses
+        self._next_index = 0
+        self._times: deque[float] = deque(maxlen=window_pulses + 1)
+
+    def feed(self, msg: mido.Message, t_s: float) -> str | None:
+        """Take one message stamped `t_s` (seconds). Returns its type if it is a clock message."""
+        kind = msg.type
+        if kind not in _CLOCK_TYPES:
+            return None
+        if kind == "clock":
+            self._pulse(t_s)
+        elif kind == "start":
+            self.running, self._next_index = True, 0
+        elif kind == "stop":
+            self.running = False
+        elif kind == "continue":
+            self.running = True
+        else:  # songpos: only meaningful while stopped, but honoured always
+            self._next_index = msg.pos * PULSES_PER_SIXTEENTH
+        return kind
+
+    def _pulse(self, t_s: float) -> None:
+        self.pulses_seen += 1
+        if self._times and t_s - self._times[-1] > self.max_gap_s:
+            self._times.clear()
+        self._times.append(t_s)
+        self.last_pulse_s = t_s
+        if self.running:
+            self.last_pulse_index = self._next_index
+            self._next_index += 1
+
+    @property
+    def pulse_s(self) -> float | None:
+        """Mean seconds between recent pulses; None until two pulses arrived."""
+        if len(self._times) < 2:
+            return None
+        return (self._times[-1] - self._times[0]) / (len(self._times) - 1)
+
+    @property
+    def tempo_bpm(self) -> float | None:
+        """The master's tempo in beats a minute; None until two pulses arrived."""
+        pulse_s = self.pulse_s
+        return None if not pulse_s else 60.0 / (pulse_s * PULSES_PER_BEAT)
+
+    @property
+    def position_beats(self) -> float | None:
+        """Beat of the latest pulse since start (None before the first pulse after start)."""
+        if self.last_pulse_index is None:
+            return None
+        return self.last_pulse_index / PULSES_PER_BEAT
+
+    def next_position_beats(self) -> float:
+        """Beat the next pulse will carry (where playback resumes after continue or a songpos)."""
+        return self._next_index / PULSES_PER_BEAT
+
+    def time_of_beat(self, beats: float) -> float | None:
+        """When beat `beats` falls (seconds, the stamps' clock), extrapolated from the latest pulse
+        at the current tempo; None until the position and the tempo are known."""
+        if self.last_pulse_index is None or self.last_pulse_s is None or self.pulse_s is None:
+            return None
+        pulses_ahead = beats * PULSES_PER_BEAT - self.last_pulse_index
+        return self.last_pulse_s + pulses_ahead * self.pulse_s
+
+
+class ClockSender:
+    """24-ppq clock at absolute deadlines: pulse n is due at `t0_s + n * pulse_s`.
+
+    `pop_due(now_s)` hands back the pulses due by `now_s`; one more than `late_s` after its deadline
+    is counted in `late_pulses`. `set_tempo` re-anchors at the next pulse, so a change never drifts.
+    """
+
+    def __init__(self, bpm: float, late_s: float = 0.001) -> None:
+        if bpm <= 0:
+            raise ValueError(f"bpm must be > 0, not {bpm}")
+        self.bpm = float(bpm)
+        self.late_s = late_s
+        self.running = False
+        self.late_pulses = 0
+        self.pulses_sent = 0
+        self._t0_s = 0.0
+        self._n = 0  # index of the next pulse since the reference point t0_s
+
+    @property
+    def pulse_s(self) -> float:
+        return pulse_period_s(self.bpm)
+
+    @property
+    def next_deadline_s(self) -> float | None:
+        """When the next pulse is due; None while stopped."""
+        return self._t0_s + self._n * self.pulse_s if self.running else None
+
+    def start(self, t0_s: float, position_beats: float = 0.0) -> list[mido.Message]:
+        """Begin with the first pulse at `t0_s`. Returns the messages to send now: 'start' from the
+        top, or a song position pointer and 'continue' from `position_beats` (whole 16ths)."""
+        self.running, self._t0_s, self._n = True, t0_s, 0
+        if position_beats <= 0:
+            return [mido.Message("start")]
+        sixteenths = int(round(position_beats * 4))
+        return [mido.Message("songpos", pos=min(sixteenths, 16383)), mido.Message("continue")]
+
+    def stop(self) -> mido.Message:
+        self.running = False
+        return mido.Message("stop")
+
+    def set_tempo(self, bpm: float) -> None:
+        """Change tempo from the next pulse on: its deadline stays, later ones use the new period."""
+        if bpm <= 0:
+            raise ValueError(f"bpm must be > 0, not {bpm}")
+        if self.running:
+            self._t0_s, self._n = self._t0_s + self._n * self.pulse_s, 0
+        self.bpm = float(bpm)
+
+    def pop_due(self, now_s: float) -> list[tuple[float, mido.Message]]:
+        """The (deadline_s, clock message) pairs due at or before `now_s`, oldest first."""
+        due: list[tuple[float, mido.Message]] = []
+        if not self.running:
+            return due
+        while True:
+            deadline_s = self._t0_s + self._n * self.pulse_s
+            if deadline_s > now_s:
+                return due
+            if now_s - deadline_s > self.late_s:
+                self.late_pulses += 1
+            due.append((deadline_s, mido.Message("clock")))
+            self._n += 1
+            self.pulses_sent += 1

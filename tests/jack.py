@@ -1,0 +1,102 @@
+"""A JACK dummy server for tests and benchmarks: real MIDI ports with no sound card.
+
+    with JackServer(period_frames=128) as server:   # sets JACK_DEFAULT_SERVER for us and children
+        ...  # perform.ports.open_output(..., api="jack")
+
+Each server gets a unique name (`-n`), so parallel runs never share one, and JACK_NO_START_SERVER is
+set so that nothing ever starts a stray server of its own. The server is killed on exit, also when
+the body raised.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import shutil
+import signal
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+MISSING_REASON = ("jackd is not installed (apt-get install -y --no-install-recommends jackd2): "
+                  "the real-port tests need a JACK dummy server")
+
+
+def jack_available() -> str | None:
+    """None when a JACK server can be started here and python-rtmidi speaks JACK; else why not."""
+    if shutil.which("jackd") is None:
+        return MISSING_REASON
+    import rtmidi
+    if rtmidi.API_UNIX_JACK not in rtmidi.get_compiled_api():
+        return "this python-rtmidi was built without JACK support"
+    return None
+
+
+class JackServer:
+    """`jackd --no-realtime -n NAME -d dummy -r RATE -p PERIOD`, started and stopped around a block."""
+
+    def __init__(self, period_frames: int = 128, rate_hz: int = 48000, ready_timeout_s: float = 15.0):
+        self.period_frames, self.rate_hz = period_frames, rate_hz
+        self.ready_timeout_s = ready_timeout_s
+        self.name = f"lstmjam-{os.getpid()}-{secrets.token_hex(3)}"
+        self.proc: subprocess.Popen | None = None
+        self._log = tempfile.NamedTemporaryFile(prefix=f"{self.name}-", suffix=".log", delete=False)
+        self._saved_env: dict[str, str | None] = {}
+
+    @property
+    def period_s(self) -> float:
+        return self.period_frames / self.rate_hz
+
+    @property
+    def log_text(self) -> str:
+        return Path(self._log.name).read_text(errors="replace")
+
+    def __enter__(self) -> "JackServer":
+        reason = jack_available()
+        if reason:
+            raise RuntimeError(reason)
+        for key, value in (("JACK_DEFAULT_SERVER", self.name), ("JACK_NO_START_SERVER", "1")):
+            self._saved_env[key] = os.environ.get(key)
+            os.environ[key] = value
+        cmd = ["jackd", "--no-realtime", "-n", self.name, "-d", "dummy",
+               "-r", str(self.rate_hz), "-p", str(self.period_frames)]
+        self.proc = subprocess.Popen(cmd, stdout=self._log, stderr=subprocess.STDOUT,
+                                     stdin=subprocess.DEVNULL, start_new_session=True)
+        try:
+            self._wait_ready()
+        except BaseException:
+            self.__exit__(None, None, None)
+            raise
+        return self
+
+    def _wait_ready(self) -> None:
+        import rtmidi
+        deadline_s = time.monotonic() + self.ready_timeout_s
+        while True:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"jackd exited with {self.proc.returncode}: {self.log_text[-2000:]}")
+            try:
+                rtmidi.MidiOut(rtapi=rtmidi.API_UNIX_JACK).delete()
+                return
+            except rtmidi.RtMidiError:
+                if time.monotonic() > deadline_s:
+                    raise RuntimeError(f"jackd not ready after {self.ready_timeout_s} s: "
+                                       f"{self.log_text[-2000:]}") from None
+                time.sleep(0.05)
+
+    def __exit__(self, *_exc: object) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(timeout=5)
+        for key, value in self._saved_env.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+        self._log.close()
+        Path(self._log.name).unlink(missing_ok=True)
