@@ -1,0 +1,128 @@
+"""Score a checkpoint on music it never saw (no augmentation).
+
+    python -m train evaluate CHECKPOINT PATH ... [--json]
+
+Prints NLL per token (nats), perplexity, next-token accuracy and the number of tokens scored, with
+the checkpoint's own training metrics beside them (`--json`: one JSON object).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from perform.errors import JamError
+from perform.tokens import PAD
+
+from .checkpoint import load_checkpoint, model_from_checkpoint
+from .data import stream_batches
+from .errors import CorpusError
+from .model import JamLSTM, State
+
+
+def carry_state(state: State | None, reset: torch.Tensor) -> State | None:
+    """Detach the state from the last chunk's graph and zero the rows that start a new song."""
+    if state is None:
+        return None
+    keep = (~reset).to(state[0].dtype).view(1, -1, 1)     # (1, B, 1)
+    return state[0].detach() * keep, state[1].detach() * keep
+
+
+def autocast(device: torch.device):
+    """bf16 autocast on CUDA where supported (fp16 otherwise); a no-op on the CPU."""
+    if device.type != "cuda":
+        return torch.autocast("cpu", enabled=False)
+    dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    return torch.autocast("cuda", dtype=dtype)
+
+
+@torch.no_grad()
+def score_songs(model: JamLSTM, songs: Sequence[np.ndarray], *, batch_size: int = 32,
+                seq_len: int = 256, device: torch.device | str = "cpu") -> dict[str, float]:
+    """NLL per token (nats), perplexity, accuracy and token count over every position after BOS."""
+    device = torch.device(device)
+    was_training = model.training
+    model.eval()
+    total_nll, correct, tokens, state = 0.0, 0, 0, None
+    try:
+        for batch in stream_batches(songs, batch_size=batch_size, seq_len=seq_len):
+            inputs = torch.from_numpy(batch.inputs).to(device)
+            targets = torch.from_numpy(batch.targets).to(device)
+            state = carry_state(state, torch.from_numpy(batch.reset).to(device))
+            with autocast(device):
+                logits, state = model(inputs, state)                      # (B, T, V)
+            logits = logits.float()
+            mask = targets != PAD
+            total_nll += float(F.cross_entropy(logits.transpose(1, 2), targets, ignore_index=PAD,
+                                               reduction="sum"))
+            correct += int(((logits.argmax(-1) == targets) & mask).sum())
+            tokens += int(mask.sum())
+    finally:
+        model.train(was_training)
+    nll = total_nll / tokens if tokens else math.nan
+    return {"nll": nll, "perplexity": math.exp(nll) if tokens else math.nan,
+            "accuracy": correct / tokens if tokens else math.nan, "tokens": tokens}
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m train evaluate",
+                                description="Score a checkpoint on music it never saw.")
+    p.add_argument("checkpoint", help="a .pt file written by `python -m train`")
+    p.add_argument("paths", nargs="+", help="MIDI files or folders to score")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
+    p.add_argument("--no-cache", action="store_true", help="read the MIDI files afresh")
+    return p
+
+
+def evaluate(checkpoint: str | Path, paths: Sequence[str | Path], *, device: str = "auto",
+             use_cache: bool = True) -> dict:
+    """Score `checkpoint` on the songs under `paths`. Raises CheckpointError / CorpusError."""
+    from .corpus import load_corpus
+    data = load_checkpoint(checkpoint)
+    model, vocab = model_from_checkpoint(data)
+    for p in paths:
+        if not Path(p).exists():
+            raise CorpusError(f"{p} does not exist; pass MIDI files or folders that hold some")
+    cache_dir = (data.get("config") or {}).get("paths", {}).get("cache_dir")
+    corpus = load_corpus([str(p) for p in paths], vocab, cache_dir=cache_dir, use_cache=use_cache)
+    songs = [s.ids for s in corpus.songs if len(s.ids) >= 2]
+    if not songs:
+        raise CorpusError(f"no notes found in {list(map(str, paths))}; nothing to score")
+    dev = torch.device("cuda" if device == "auto" and torch.cuda.is_available() else
+                       ("cpu" if device == "auto" else device))
+    seq_len = int((data.get("config") or {}).get("train", {}).get("seq_len", 256))
+    result = score_songs(model.to(dev), songs, seq_len=seq_len, device=dev)
+    result.update({"songs": len(songs), "skipped": [list(s) for s in corpus.skipped],
+                   "checkpoint": str(checkpoint), "train_metrics": data.get("metrics", {})})
+    return result
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        result = evaluate(args.checkpoint, args.paths, device=args.device, use_cache=not args.no_cache)
+    except JamError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    if args.json:
+        print(json.dumps(result, indent=2))
+        return 0
+    m = result["train_metrics"]
+    print(f"{result['tokens']} tokens in {result['songs']} songs: nll {result['nll']:.4f} nats/token, "
+          f"perplexity {result['perplexity']:.3f}, accuracy {result['accuracy']:.3f}")
+    if "val_nll" in m:
+        print(f"(its own validation: nll {m['val_nll']:.4f}; n-gram {m.get('ngram_val_nll', math.nan):.4f})")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

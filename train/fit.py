@@ -1,0 +1,290 @@
+"""Train the LSTM on every token (truncated BPTT), against n-gram baselines on the same split.
+
+    python -m train [PATH ...] --out DIR [--config FILE] [--resume] [--max-minutes M] [--epochs N]
+                    [--set table.key=value ...] [--device auto|cpu|cuda] [--threads N] [--quiet]
+
+No PATH: music21's bundled Bach chorales. DIR gets best.pt (best validation NLL), last.pt (with a
+`resume` dict, rewritten every epoch), metrics.json and loss.png. `--resume` continues the run in
+DIR after a kill, losing at most the unfinished epoch. Each epoch's shuffle, transpositions and
+dropout come from (seed, epoch) alone, so a resumed run repeats an uninterrupted one exactly.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from perform.config import Config, load_config, merge_overrides, parse_set_option
+from perform.errors import JamError
+from perform.tokens import PAD, Vocab
+
+from .checkpoint import load_checkpoint, save_checkpoint
+from .data import count_batches, split_by_song, stream_batches
+from .errors import CheckpointError, CorpusError
+from .evaluate import autocast, carry_state, score_songs
+from .model import JamLSTM
+from .ngram import KneserNey, unigram_nll
+
+NGRAM_ORDER = 5
+GRAD_CLIP = 1.0
+LR_DECAY = 0.5          # the learning rate is halved after an epoch that does not improve
+
+
+@dataclass
+class Progress:
+    """What --resume restores besides the weights and the optimizer."""
+
+    epoch: int = 0
+    history: list[dict] = field(default_factory=list)
+    best_val_nll: float = math.inf
+    best_epoch: int = 0
+    bad_epochs: int = 0
+    elapsed_s: float = 0.0
+    wall_s_to_best: float = 0.0
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m train", description=__doc__.split("\n\n")[0])
+    p.add_argument("paths", nargs="*", help="MIDI files or folders (none: music21's Bach chorales)")
+    p.add_argument("--out", help="run directory (default: paths.out_dir)")
+    p.add_argument("--config", help="a config.toml (default: ./config.toml when present)")
+    p.add_argument("--resume", action="store_true", help="continue the run in --out from last.pt")
+    p.add_argument("--max-minutes", type=float, help="stop after this much training (train.max_minutes)")
+    p.add_argument("--epochs", type=int, help="total epochs (train.max_epochs)")
+    p.add_argument("--set", action="append", default=[], metavar="TABLE.KEY=VALUE",
+                   help="override a setting, e.g. --set train.hidden_size=256")
+    p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
+    p.add_argument("--threads", type=int, help="CPU threads for torch (default: torch's choice)")
+    p.add_argument("--no-cache", action="store_true", help="read the MIDI files afresh")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        fit(args)
+    except JamError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted; continue with the same command and --resume", file=sys.stderr)
+        return 130
+    return 0
+
+
+def fit(args: argparse.Namespace) -> dict:
+    """Run a training as the command line asks; return the final metrics."""
+    cfg0 = load_config(args.config)
+    out = Path(args.out or cfg0.paths.out_dir)
+    resume = _load_resume(out) if args.resume else None
+    cfg = _config(args, resume)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    vocab = Vocab.from_grid(cfg.grid)
+    paths = args.paths or (resume["corpus"].get("paths") if resume else None) or None
+    corpus = _load_corpus(paths, vocab, cfg, args)
+    names = [s.name for s in corpus.songs]
+    train_idx, val_idx = split_by_song(names, cfg.train.val_fraction, cfg.train.seed)
+    train = [corpus.songs[i].ids for i in train_idx]
+    val = [corpus.songs[i].ids for i in val_idx]
+    info = {"name": "music21 Bach chorales" if not paths else ", ".join(map(str, paths)),
+            "paths": [str(p) for p in paths] if paths else None, "files": corpus.files_ok,
+            "songs": len(names), "train_songs": len(train), "val_songs": len(val),
+            "train_tokens": int(sum(len(s) - 1 for s in train)),
+            "val_tokens": int(sum(len(s) - 1 for s in val)), "skipped": len(corpus.skipped)}
+    base = baselines(train, val, vocab.size)
+    _say(args, f"{info['songs']} songs ({info['train_tokens']} training tokens, {info['val_tokens']} "
+               f"validation); baselines: unigram {base['unigram_val_nll']:.4f}, "
+               f"{NGRAM_ORDER}-gram {base['ngram_val_nll']:.4f} nats/token")
+    return run(args, cfg, vocab, train, val, info, base, out, resume)
+
+
+def baselines(train: list[np.ndarray], val: list[np.ndarray], vocab_size: int) -> dict[str, float]:
+    """Unigram and Kneser-Ney n-gram validation NLL (nats/token) on this split."""
+    lm = KneserNey(NGRAM_ORDER, vocab_size).fit(train)
+    return {"unigram_val_nll": unigram_nll(train, val, vocab_size), "ngram_val_nll": lm.nll(val),
+            "ngram_order": NGRAM_ORDER}
+
+
+def run(args, cfg: Config, vocab: Vocab, train, val, info: dict, base: dict, out: Path,
+        resume: dict | None) -> dict:
+    device = _device(args.device)
+    t = cfg.train
+    torch.manual_seed(t.seed)
+    model_args = (resume["model_args"] if resume else
+                  {"vocab_size": vocab.size, "embed_dim": t.embed_dim, "hidden_size": t.hidden_size,
+                   "num_layers": t.num_layers, "dropout": t.dropout})
+    model = JamLSTM(**model_args).to(device)
+    opt = torch.optim.Adam(model.parameters(), lr=t.lr)
+    progress = Progress()
+    if resume:
+        model.load_state_dict(resume["state_dict"])
+        opt.load_state_dict(resume["resume"]["optimizer"])
+        progress = Progress(**resume["resume"]["progress"])
+        _say(args, f"resuming {out} after epoch {progress.epoch}")
+    elif (out / "last.pt").exists():
+        _say(args, f"note: starting a new run over the one in {out} (use --resume to continue it)")
+    deadline = time.perf_counter() + t.max_minutes * 60 if t.max_minutes > 0 else math.inf
+    metrics: dict = {}
+    while progress.epoch < t.max_epochs and progress.bad_epochs < t.patience:
+        if time.perf_counter() >= deadline:
+            _say(args, f"time budget of {t.max_minutes} minutes spent")
+            break
+        start = time.perf_counter()
+        epoch = progress.epoch + 1
+        stats = train_epoch(model, opt, train, cfg, vocab, epoch, device, deadline, args.quiet)
+        scores = score_songs(model, val, batch_size=t.batch_size, seq_len=t.seq_len, device=device)
+        progress.elapsed_s += time.perf_counter() - start
+        metrics = _end_epoch(progress, opt, stats, scores, epoch)
+        metrics = {**metrics, **base, "beats_ngram_by": base["ngram_val_nll"] - progress.best_val_nll,
+                   "parameters": sum(p.numel() for p in model.parameters()),
+                   "train_tokens": info["train_tokens"], "val_tokens": info["val_tokens"]}
+        payload = {"state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+                   "model_args": model_args, "vocab": vocab.to_dict(), "config": cfg.to_dict(),
+                   "metrics": metrics, "corpus": info}
+        if progress.best_epoch == epoch:
+            save_checkpoint(out / "best.pt", payload)
+        save_checkpoint(out / "last.pt", {**payload, "resume": {
+            "optimizer": opt.state_dict(), "progress": asdict(progress),
+            "rng": {"seed": t.seed, "scheme": "numpy default_rng([seed, epoch]); torch seed+epoch"}}})
+        _write_logs(out, progress, metrics, info, cfg, base)
+        _say(args, _summary(progress.history[-1], base))
+    _say(args, f"best validation NLL {progress.best_val_nll:.4f} (epoch {progress.best_epoch}) vs "
+               f"{NGRAM_ORDER}-gram {base['ngram_val_nll']:.4f}: "
+               f"{base['ngram_val_nll'] - progress.best_val_nll:+.4f} nats/token better; {out / 'best.pt'}")
+    return metrics
+
+
+def train_epoch(model: JamLSTM, opt: torch.optim.Optimizer, songs, cfg: Config, vocab: Vocab,
+                epoch: int, device: torch.device, deadline: float, quiet: bool) -> dict:
+    """One pass over every training position; stops early (partial) when the deadline passes."""
+    from tqdm import tqdm
+
+    t = cfg.train
+    rng = np.random.default_rng([t.seed, epoch])
+    torch.manual_seed(t.seed * 100_003 + epoch)
+    scaler = torch.amp.GradScaler("cuda", enabled=device.type == "cuda"
+                                  and not torch.cuda.is_bf16_supported())
+    model.train()
+    loss_sum, tokens, state, partial = 0.0, 0, None, False
+    start = time.perf_counter()
+    batches = stream_batches(songs, batch_size=t.batch_size, seq_len=t.seq_len, rng=rng, vocab=vocab,
+                             max_shift=t.transpose_semitones if t.augment else 0)
+    bar = tqdm(batches, total=count_batches(songs, t.batch_size, t.seq_len), desc=f"epoch {epoch}",
+               unit="batch", disable=quiet, file=sys.stderr, leave=False)
+    for batch in bar:
+        inputs = torch.from_numpy(batch.inputs).to(device)
+        targets = torch.from_numpy(batch.targets).to(device)
+        state = carry_state(state, torch.from_numpy(batch.reset).to(device))
+        with autocast(device):
+            logits, state = model(inputs, state)                              # (B, T, V)
+        n = batch.tokens
+        loss = F.cross_entropy(logits.float().transpose(1, 2), targets, ignore_index=PAD,
+                               reduction="sum") / n
+        opt.zero_grad(set_to_none=True)
+        scaler.scale(loss).backward()
+        scaler.unscale_(opt)
+        torch.nn.utils.clip_grad_norm_(model.parameters(), GRAD_CLIP)
+        scaler.step(opt)
+        scaler.update()
+        loss_sum += float(loss.detach()) * n
+        tokens += n
+        rate = tokens / max(time.perf_counter() - start, 1e-9)
+        bar.set_postfix(loss=f"{loss_sum / tokens:.3f}", tok_s=f"{rate:,.0f}")
+        if time.perf_counter() >= deadline:
+            partial = True
+            break
+    bar.close()
+    seconds = time.perf_counter() - start
+    return {"train_loss": loss_sum / max(tokens, 1), "train_tokens": tokens, "train_s": seconds,
+            "tokens_per_s": tokens / max(seconds, 1e-9), "partial": partial}
+
+
+def _end_epoch(progress: Progress, opt, stats: dict, scores: dict, epoch: int) -> dict:
+    """Record the epoch, track the best, decay the learning rate on a plateau; return metrics."""
+    progress.epoch = epoch
+    improved = scores["nll"] < progress.best_val_nll
+    if improved:
+        progress.best_val_nll, progress.best_epoch, progress.bad_epochs = scores["nll"], epoch, 0
+        progress.wall_s_to_best = progress.elapsed_s
+    else:
+        progress.bad_epochs += 1
+        for group in opt.param_groups:
+            group["lr"] *= LR_DECAY
+    progress.history.append({"epoch": epoch, **stats, "val_nll": scores["nll"],
+                             "val_perplexity": scores["perplexity"], "val_accuracy": scores["accuracy"],
+                             "lr": opt.param_groups[0]["lr"], "elapsed_s": progress.elapsed_s})
+    best = progress.history[progress.best_epoch - 1]
+    return {"val_nll": best["val_nll"], "val_perplexity": best["val_perplexity"],
+            "val_accuracy": best["val_accuracy"], "best_epoch": progress.best_epoch,
+            "epochs": epoch, "wall_s_to_best": progress.wall_s_to_best,
+            "tokens_per_s": stats["tokens_per_s"]}
+
+
+def _write_logs(out: Path, progress: Progress, metrics: dict, info: dict, cfg: Config, base: dict) -> None:
+    from .plot import plot_losses
+    log = {"metrics": metrics, "history": progress.history, "corpus": info, "config": cfg.to_dict()}
+    tmp = out / ".metrics.json.tmp"
+    tmp.write_text(json.dumps(log, indent=2))
+    os.replace(tmp, out / "metrics.json")
+    plot_losses(progress.history, out / "loss.png", ngram_nll=base["ngram_val_nll"],
+                unigram_nll=base["unigram_val_nll"])
+
+
+def _summary(h: dict, base: dict) -> str:
+    return (f"epoch {h['epoch']}: train {h['train_loss']:.4f}, validation NLL {h['val_nll']:.4f} "
+            f"(ppl {h['val_perplexity']:.2f}, acc {h['val_accuracy']:.3f}; n-gram {base['ngram_val_nll']:.4f}), "
+            f"{h['tokens_per_s']:,.0f} tok/s{' (partial epoch)' if h['partial'] else ''}")
+
+
+def _load_resume(out: Path) -> dict:
+    if not (out / "last.pt").is_file():
+        raise CheckpointError(f"nothing to resume: {out / 'last.pt'} does not exist; "
+                              "start a run without --resume, or pass the --out of an earlier run")
+    data = load_checkpoint(out / "last.pt")
+    if "resume" not in data:
+        raise CheckpointError(f"{out / 'last.pt'} has no resume state; start a new run without --resume")
+    return data
+
+
+def _config(args: argparse.Namespace, resume: dict | None) -> Config:
+    cli: dict[str, dict] = {}
+    for text in args.set:
+        table, key, value = parse_set_option(text)
+        cli.setdefault(table, {})[key] = value
+    flags = {"train": {"max_epochs": args.epochs, "max_minutes": args.max_minutes}}
+    base = resume["config"] if resume else {}
+    return load_config(None if resume else args.config, merge_overrides(base, cli, flags))
+
+
+def _load_corpus(paths, vocab: Vocab, cfg: Config, args):
+    from .corpus import load_corpus
+    for p in paths or []:
+        if not Path(p).exists():
+            raise CorpusError(f"{p} does not exist; pass MIDI files or folders (or none for the "
+                              "Bach chorales)")
+    return load_corpus(paths, vocab, cache_dir=cfg.paths.cache_dir, use_cache=not args.no_cache,
+                       progress=not args.quiet)
+
+
+def _device(name: str) -> torch.device:
+    if name == "cuda" and not torch.cuda.is_available():
+        raise JamError("--device cuda asked for, but torch sees no CUDA device; use --device cpu")
+    return torch.device("cuda" if name == "auto" and torch.cuda.is_available() else
+                        ("cpu" if name == "auto" else name))
+
+
+def _say(args, text: str) -> None:
+    """A line for the user (epoch summaries); --quiet only hides the progress bars."""
+    print(text, flush=True)
