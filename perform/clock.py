@@ -1,0 +1,84 @@
+"""The tick clock: tick n is due at an absolute deadline, never at `sleep(period - elapsed)`.
+
+    clock = TickClock(bpm=120, steps_per_beat=4)      # period_s = 0.125
+    clock.start()
+    clock.sleep_until(clock.deadline_s(1)); clock.mark(1)
+
+Deadlines are `t_ref + (n - n_ref) * period_s`, so rounding errors never add up. A tempo change
+moves the reference to the deadline of the tick where it happens (the grid bends there, it does not
+drift). `now` and `sleep` are parameters so tests run on a fake clock. Ticks processed later than
+`late_after_s` past their deadline are counted in `late_ticks`.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Callable
+
+from .errors import ConfigError
+
+
+def period_s_from_bpm(bpm: float, steps_per_beat: int) -> float:
+    """Seconds per grid step."""
+    if not bpm > 0 or steps_per_beat < 1:
+        raise ConfigError(f"tempo {bpm!r} bpm with {steps_per_beat!r} steps per beat is not playable; "
+                          f"use a bpm from 10 to 400 and steps_per_beat >= 1")
+    return 60.0 / (float(bpm) * steps_per_beat)
+
+
+class TickClock:
+    """Absolute-deadline grid clock in seconds of `now()` (default time.perf_counter)."""
+
+    def __init__(self, bpm: float, steps_per_beat: int, now: Callable[[], float] = time.perf_counter,
+                 sleep: Callable[[float], object] = time.sleep, late_after_s: float = 0.002) -> None:
+        self.steps_per_beat = steps_per_beat
+        self.bpm = float(bpm)
+        self.period_s = period_s_from_bpm(bpm, steps_per_beat)
+        self.now = now
+        self.sleep = sleep
+        self.late_after_s = late_after_s
+        self.t_ref_s = 0.0
+        self.n_ref = 0
+        self.late_ticks = 0
+        self.max_lateness_s = 0.0
+        self.tempo_changes: list[tuple[float, float]] = []   # (at_steps, bpm), for recording
+
+    def start(self, t0_s: float | None = None) -> float:
+        """Tick 0 is due at `t0_s` (default: now). Returns t0_s."""
+        self.t_ref_s = self.now() if t0_s is None else float(t0_s)
+        self.n_ref = 0
+        self.tempo_changes = [(0.0, self.bpm)]
+        return self.t_ref_s
+
+    def deadline_s(self, tick: float) -> float:
+        """When tick (or fractional step) `tick` is due."""
+        return self.t_ref_s + (tick - self.n_ref) * self.period_s
+
+    def steps_at(self, time_s: float) -> float:
+        """The grid position (in steps, fractional) of a time; inverse of deadline_s."""
+        return self.n_ref + (time_s - self.t_ref_s) / self.period_s
+
+    def set_bpm(self, bpm: float, at_tick: int) -> None:
+        """Change tempo from tick `at_tick` on; deadlines before it are unchanged."""
+        if float(bpm) == self.bpm:
+            return
+        self.t_ref_s = self.deadline_s(at_tick)
+        self.n_ref = at_tick
+        self.bpm = float(bpm)
+        self.period_s = period_s_from_bpm(bpm, self.steps_per_beat)
+        self.tempo_changes.append((float(at_tick), self.bpm))
+
+    def sleep_until(self, deadline_s: float, sleep: Callable[[float], object] | None = None) -> None:
+        """Sleep towards an absolute deadline. `sleep` may return early (a wake-up); callers
+        re-check the time, so nothing is lost."""
+        remaining_s = deadline_s - self.now()
+        if remaining_s > 0:
+            (sleep or self.sleep)(remaining_s)
+
+    def mark(self, tick: int) -> float:
+        """Record that `tick` is being processed now; returns its lateness in seconds."""
+        lateness_s = self.now() - self.deadline_s(tick)
+        if lateness_s > self.late_after_s:
+            self.late_ticks += 1
+        self.max_lateness_s = max(self.max_lateness_s, lateness_s)
+        return lateness_s
