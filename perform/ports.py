@@ -9,8 +9,8 @@ Names are matched by case-insensitive substring; an exact (case-insensitive) mat
 substring matches. No match, or several, raises PortError listing what is available. A name that
 matches nothing never creates a port: only `virtual=True` creates one.
 
-The input callback runs on rtmidi's thread and gets `(msg, t_s)`, `t_s` being `time.perf_counter()`
-at arrival. It must only enqueue: `StampedQueue.put` is such a callback.
+The input callback (mido's convention: `callback(msg)`, settable as `port.callback` after opening)
+runs on rtmidi's thread. It must only stamp and enqueue: `StampedQueue.put` is such a callback.
 """
 
 from __future__ import annotations
@@ -37,7 +37,7 @@ DEFAULT_CLIENT = "lstm-jam"
 #: Port names that are loopback or pass-through buses, never a player's keyboard.
 _NOT_HARDWARE = ("midi through", "through port", "iac", "loopmidi", "rtmidi")
 
-Callback = Callable[[mido.Message, float], None]
+Callback = Callable[[mido.Message], None]
 
 
 # ----------------------------------------------------------------------------------------------
@@ -171,15 +171,17 @@ def hardware_inputs(names: Iterable[str], api: str, client_name: str = DEFAULT_C
 class StampedQueue:
     """A bounded queue of (msg, t_s) fed from rtmidi threads; what does not fit is counted, not kept.
 
-    `put` is fit to be an input callback (it only appends); the engine calls `drain` each tick.
+    `put` is fit to be an input callback: it stamps `now()` (time.perf_counter) and appends. The
+    reader calls `drain` each tick.
     """
 
-    def __init__(self, maxlen: int = 4096) -> None:
-        self.maxlen = maxlen
+    def __init__(self, maxlen: int = 4096, now: Callable[[], float] = time.perf_counter) -> None:
+        self.maxlen, self.now = maxlen, now
         self.dropped = 0
         self._items: deque[tuple[mido.Message, float]] = deque()
 
-    def put(self, msg: mido.Message, t_s: float) -> None:
+    def put(self, msg: mido.Message) -> None:
+        t_s = self.now()
         if len(self._items) >= self.maxlen:
             self.dropped += 1
             return
@@ -215,11 +217,11 @@ class RtOutput(BaseOutput):
 
 
 class RtInput(BaseInput):
-    """A mido input over an open rtmidi.MidiIn. With a callback, each message goes to
-    `callback(msg, t_s)` on rtmidi's thread; without, to `receive()`/`poll()`."""
+    """A mido input over an open rtmidi.MidiIn. With a callback (given, or set as `.callback`
+    later), each message goes to `callback(msg)` on rtmidi's thread; without, to `receive()`."""
 
     def __init__(self, rt: rtmidi.MidiIn, name: str, virtual: bool, callback: Callback | None) -> None:
-        self._rt, self.virtual, self._on_message = rt, virtual, callback
+        self._rt, self.virtual, self.callback = rt, virtual, callback
         self.api = api_name_of(rt)
         self.invalid = 0
         super().__init__(name)
@@ -228,14 +230,14 @@ class RtInput(BaseInput):
         rt.set_callback(self._on_raw)
 
     def _on_raw(self, event: tuple[list[int], float], _data: object) -> None:
-        t_s = time.perf_counter()
         try:
             msg = mido.Message.from_bytes(event[0])
         except ValueError:
             self.invalid += 1
             return
-        if self._on_message is not None:
-            self._on_message(msg, t_s)
+        callback = self.callback
+        if callback is not None:
+            callback(msg)
         else:
             self._messages.append(msg)
 
@@ -253,6 +255,15 @@ class InputGroup:
         self.names = [p.name for p in ports]
         self.name = ", ".join(self.names) if ports else "(no input)"
         self.closed = False
+
+    @property
+    def callback(self) -> Callback | None:
+        return self.ports[0].callback if self.ports else None
+
+    @callback.setter
+    def callback(self, func: Callback | None) -> None:
+        for port in self.ports:
+            port.callback = func
 
     def close(self) -> None:
         for port in self.ports:

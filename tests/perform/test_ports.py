@@ -76,9 +76,10 @@ def test_default_inputs_are_hardware_only(api, names, chosen):
 
 
 def test_stamped_queue_is_bounded_and_counts_what_it_drops():
-    queue = ports.StampedQueue(maxlen=3)
+    clock = iter(range(5))
+    queue = ports.StampedQueue(maxlen=3, now=lambda: float(next(clock)))
     for i in range(5):
-        queue.put(mido.Message("note_on", note=60 + i), float(i))
+        queue.put(mido.Message("note_on", note=60 + i))
     assert queue.dropped == 2
     drained = queue.drain()
     assert [(m.note, t) for m, t in drained] == [(60, 0.0), (61, 1.0), (62, 2.0)]
@@ -110,16 +111,17 @@ def test_virtual_ports_are_named_after_the_instrument_and_seen_by_other_clients(
 
 
 def test_open_by_substring_delivers_messages_stamped_on_arrival(jack_server):
+    queue = ports.StampedQueue()
+    synth = ports.open_input("Synth In", api="jack", virtual=True, client_name="fakesynth")
+    synth.callback = queue.put  # mido's convention: set after opening
     got = []
-    synth = ports.open_input("Synth In", api="jack", virtual=True, client_name="fakesynth",
-                             callback=lambda msg, t_s: got.append((msg, t_s)))
     try:
         out = ports.open_output("SYNTH in", api="jack", client_name="otest")
         try:
             assert out.name == "fakesynth:Synth In"
             sent_s = time.perf_counter()
             out.send(mido.Message("note_on", note=64, velocity=90))
-            assert _wait(lambda: got), "the note never arrived"
+            assert _wait(lambda: got.extend(queue.drain()) or got), "the note never arrived"
             received_s = time.perf_counter()
         finally:
             out.close()
