@@ -21,7 +21,7 @@ def read_score(path: str | Path, steps_per_beat: int,
     from music21 import converter
 
     try:
-        score = converter.parse(str(path))
+        score = converter.parse(str(path), forceSource=True)   # no music21 pickle cache
     except Exception as err:  # noqa: BLE001 - music21 raises many kinds
         text = " ".join(str(err).split())[:160] or type(err).__name__
         raise ReadSkip(f"music21 cannot parse it: {text}") from err
