@@ -41,14 +41,16 @@ class FakeClock:
 class FakePort(BaseIOPort):
     """Records (time_s, message) for everything sent; can be told to fail."""
 
-    def __init__(self, clock: FakeClock, fail_after: int | None = None) -> None:
+    def __init__(self, clock: FakeClock, fail_after: int | None = None, failures: int = 10**9) -> None:
         self.clock = clock
         self.sent: list[tuple[float, mido.Message]] = []
-        self.fail_after = fail_after
+        self.fail_after = fail_after      # fail once this many messages were sent ...
+        self.failures = failures          # ... this many times, then work again
         super().__init__("fake")
 
     def _send(self, msg: mido.Message) -> None:
-        if self.fail_after is not None and len(self.sent) >= self.fail_after:
+        if self.fail_after is not None and len(self.sent) >= self.fail_after and self.failures > 0:
+            self.failures -= 1
             raise OSError("port vanished")
         self.sent.append((self.clock.now(), msg))
 

@@ -1,0 +1,289 @@
+"""The live loop: listen, fold the player into the model's context, play on the grid.
+
+    session = Session(config, generator, output_port, provider="CPUExecutionProvider")
+    input_port.callback = session.listener.callback
+    session.run()                      # until stop(), Ctrl-C or an error; always silences notes
+
+One thread does everything that touches the output port. It sleeps towards the next deadline (the
+next tick, or the next scheduled message), waking early when the player sends something. At tick n
+(due at t0 + n * period_s) it prepares step n + 1: it folds what the player played into the model's
+context (perform.context), decides whether the instrument plays that step (mode and turn taking),
+samples it, and puts its note-ons at the step's deadline and note-offs DUR steps later on the heap.
+Preparing one step ahead means a note is never late by the time it took to compute it.
+
+Modes: "call" listens while the player plays, answers `answer_bars` bars once the player has been
+silent for `answer_pause_beats`, and stops (releasing its notes) as soon as the player comes back;
+"duet" plays every step, with the player's notes in its context; "solo" plays and does not listen.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+from typing import Callable
+
+import mido
+
+from .clock import TickClock
+from .context import ContextFolder
+from .controls import Controls
+from .errors import PortError
+from .listener import Listener, PlayerTrack
+from .record import INSTRUMENT, PLAYER, Recorder
+from .scheduler import INST, THRU, Scheduler
+from .status import LatencyWindow, StatusLine
+from .tokens import Note
+
+CLOCK = "clock"
+CLOCK_TYPES = frozenset({"clock", "start", "stop", "continue", "songpos"})
+THRU_TYPES = frozenset({"note_on", "note_off", "control_change", "pitchwheel", "program_change"})
+
+
+class Session:
+    """The instrument's engine loop. See the module docstring."""
+
+    def __init__(self, config, generator, output, *, listener: Listener | None = None,
+                 now: Callable[[], float] = time.perf_counter,
+                 sleep: Callable[[float], object] | None = None, provider: str = "",
+                 recorder: Recorder | None = None, status: StatusLine | None = None,
+                 clock_follower=None) -> None:
+        self.cfg = config
+        grid, perf = config.grid, config.perform
+        self.now = now
+        self.listener = listener or Listener(now=now)
+        self.sleep = sleep or self.listener.wait
+        self.clock = TickClock(config.clock.bpm, grid.steps_per_beat, now, self.sleep)
+        self.scheduler = Scheduler(output, now, on_sent=self._on_sent)
+        self.folder = ContextFolder(generator, keep_steps=grid.max_dur_steps + 8)
+        self.player = PlayerTrack(grid.max_dur_steps)
+        self.controls = Controls(config, generator)
+        self.recorder, self.status, self.provider = recorder, status, provider
+        self.follower = clock_follower
+        self.channel = config.ports.channel - 1
+        self.thru = config.ports.thru
+        self.send_clock = config.clock.send_clock
+        self.pause_steps = perf.answer_pause_beats * grid.steps_per_beat
+        self.instrument: dict[int, list[Note]] = {}     # step -> notes the instrument played
+        self.answer_end: int | None = None               # first step after the current answer
+        self.phrase_pending = False                      # the player played since the last answer
+        self.tick = 0
+        self.last_notes: tuple[int, ...] = ()
+        self.step_latency = LatencyWindow()
+        self.answer_latency_s: list[float] = []
+        self.answers = 0
+        self.errors: list[str] = []
+        self._stop = threading.Event()
+
+    # public --------------------------------------------------------------------------------------
+    @property
+    def mode(self) -> str:
+        return self.controls.mode
+
+    def stop(self) -> None:
+        """Ask the loop to end at its next wake-up (safe from a signal handler or another thread)."""
+        self._stop.set()
+        self.listener.wake()
+
+    def run(self, max_ticks: int | None = None, stop_event: threading.Event | None = None) -> dict:
+        """Play until `max_ticks` ticks were processed, `stop_event` or stop() is set, or an error.
+        Every way out silences every sounding note, then sends all-notes-off. Returns stats()."""
+        stop_event = stop_event or self._stop
+        self.clock.start()
+        if self.send_clock:
+            self.scheduler.at(self.clock.deadline_s(0), mido.Message("start"), CLOCK)
+            self._schedule_clock(0)
+        try:
+            while max_ticks is None or self.tick < max_ticks:
+                if not self._wait_until(self.clock.deadline_s(self.tick), stop_event):
+                    break
+                self._process_tick(self.tick)
+                self.tick += 1
+        finally:
+            self.close()
+        return self.stats()
+
+    def close(self) -> None:
+        """Silence everything (note-offs, then CC 123), stop clock, write the recording."""
+        try:
+            self.scheduler.panic(extra_channels=(self.channel,))
+            if self.send_clock:
+                self.scheduler.cancel(CLOCK)
+                self.scheduler.send_now(mido.Message("stop"), CLOCK)
+        except PortError as err:
+            self.errors.append(str(err))
+        if self.status is not None:
+            self.status.close()
+        if self.recorder is not None:
+            self.recorder.write(self.clock.tempo_changes)
+
+    def stats(self) -> dict:
+        lateness = sorted(self.scheduler.lateness_s) or [0.0]
+        pick = lambda q: 1000.0 * lateness[min(len(lateness) - 1, int(q * len(lateness)))]  # noqa: E731
+        return {"ticks": self.tick, "late_ticks": self.clock.late_ticks, "answers": self.answers,
+                "step_p50_ms": self.step_latency.percentile_ms(50),
+                "step_p99_ms": self.step_latency.percentile_ms(99),
+                "send_lateness_p50_ms": pick(0.5), "send_lateness_p99_ms": pick(0.99),
+                "answer_compute_ms": [1000.0 * s for s in self.answer_latency_s],
+                "messages_sent": self.scheduler.sent, "input_dropped": self.listener.dropped,
+                "input_received": self.listener.received, "reruns": self.folder.reruns,
+                "rerun_steps": self.folder.rerun_steps, "errors": list(self.errors)}
+
+    # waiting, input ------------------------------------------------------------------------------
+    def _wait_until(self, deadline_s: float, stop_event: threading.Event) -> bool:
+        """Handle input and send due messages until `deadline_s`. False when asked to stop."""
+        while True:
+            for stamp_s, msg in self.listener.drain():
+                self._on_input(stamp_s, msg)
+            self.scheduler.send_due()
+            if stop_event.is_set() or self._stop.is_set():
+                return False
+            if self.now() >= deadline_s:
+                return True
+            next_s = self.scheduler.next_deadline_s()
+            self.clock.sleep_until(deadline_s if next_s is None else min(next_s, deadline_s))
+
+    def _on_input(self, stamp_s: float, msg: mido.Message) -> None:
+        at_steps = self.clock.steps_at(stamp_s)
+        if msg.type in CLOCK_TYPES:
+            if self.follower is not None:
+                self.follower.feed(msg, stamp_s)
+            return
+        if msg.type == "control_change" and self.controls.handles(msg.control):
+            self._on_control(msg.control, msg.value)
+            return
+        if self.recorder is not None:
+            self.recorder.add(PLAYER, at_steps, msg)
+        if self.thru and msg.type in THRU_TYPES:
+            self.scheduler.send_now(msg, THRU)
+        if self.mode == "solo" or msg.type not in ("note_on", "note_off"):
+            return
+        if msg.type == "note_on" and msg.velocity > 0:
+            self.player.note_on(at_steps, msg.note, msg.velocity)
+            self.phrase_pending = True
+            if self.answer_end is not None and self.mode == "call":
+                self._cut_answer(at_steps)
+        else:
+            self.player.note_off(at_steps, msg.note)
+
+    def _on_control(self, control: int, value: int) -> None:
+        action = self.controls.apply(control, value)
+        if action in ("mute", "mode"):
+            self._cut_answer(self.clock.steps_at(self.now()))
+        elif action == "panic":
+            self.answer_end, self.phrase_pending = None, False
+            self._drop_future(self.clock.steps_at(self.now()))
+            self.scheduler.panic(extra_channels=(self.channel,))
+
+    def _cut_answer(self, at_steps: float) -> None:
+        """Stop the instrument now: its pending notes dropped, sounding ones released."""
+        self.answer_end = None
+        self.scheduler.release(INST)
+        self._drop_future(at_steps)
+
+    def _drop_future(self, at_steps: float) -> None:
+        """Make the instrument's history say what was heard: unplayed notes gone, cut ones short."""
+        for step in list(self.instrument):
+            if step > at_steps:
+                del self.instrument[step]
+                continue
+            end = max(step + 1, math.ceil(at_steps))
+            self.instrument[step] = [n if n.start_step + n.dur_steps <= end else
+                                     Note(n.start_step, n.pitch, end - n.start_step, n.velocity)
+                                     for n in self.instrument[step]]
+
+    # ticks ---------------------------------------------------------------------------------------
+    def _process_tick(self, tick: int) -> None:
+        self.clock.mark(tick)
+        started_s = self.now()
+        self._follow_clock(tick)
+        step = tick + 1
+        now_steps = self.clock.steps_at(started_s)
+        play = self._decide(step)
+        self.folder.sync(self._heard(now_steps), step)
+        if play:
+            notes = self.folder.generate()
+            self._schedule(step, notes)
+            if self.answer_end is not None and step == self.answer_end - self.answer_steps():
+                self.answer_latency_s.append(self.now() - started_s)
+        if self.send_clock:
+            self._schedule_clock(step)
+        self.step_latency.add(self.now() - started_s)
+        self._forget(step - self.folder.keep_steps)
+        self._show_status()
+
+    def answer_steps(self) -> int:
+        return self.controls.answer_bars * self.cfg.perform.beats_per_bar * self.cfg.grid.steps_per_beat
+
+    def _decide(self, step: int) -> bool:
+        """Does the instrument play `step`?"""
+        if self.controls.muted:
+            return False
+        if self.mode != "call":
+            return True
+        if self.answer_end is not None:
+            if step < self.answer_end:
+                return True
+            self.answer_end = None
+        release = self.player.last_release_steps
+        if not self.phrase_pending or self.player.is_holding() or release is None:
+            return False
+        if step >= release + self.pause_steps:
+            self.answer_end = step + self.answer_steps()
+            self.phrase_pending = False
+            self.answers += 1
+            return True
+        return False
+
+    def _heard(self, now_steps: float) -> dict[int, list[Note]]:
+        heard = self.player.notes_by_step(now_steps)
+        for step, notes in self.instrument.items():
+            heard[step] = heard.get(step, []) + notes
+        return heard
+
+    def _schedule(self, step: int, notes: list[Note]) -> None:
+        if not notes:
+            return
+        self.instrument[step] = notes
+        on_s = self.clock.deadline_s(step)
+        for n in notes:
+            off_s = self.clock.deadline_s(step + n.dur_steps)
+            velocity = min(max(int(n.velocity), 1), 127)
+            self.scheduler.note(on_s, off_s, self.channel, n.pitch, velocity, INST)
+        self.last_notes = tuple(n.pitch for n in notes)
+
+    def _schedule_clock(self, step: int) -> None:
+        """MIDI clock pulses (24 per beat) that fall within `step`."""
+        spb = self.cfg.grid.steps_per_beat
+        first, last = math.ceil(step * 24 / spb), math.ceil((step + 1) * 24 / spb)
+        for pulse in range(first, last):
+            self.scheduler.at(self.clock.deadline_s(pulse * spb / 24), mido.Message("clock"), CLOCK)
+
+    def _follow_clock(self, tick: int) -> None:
+        """--sync: take the tempo of the incoming MIDI clock from this tick on."""
+        bpm = getattr(self.follower, "tempo_bpm", None) if self.follower is not None else None
+        if bpm and abs(bpm - self.clock.bpm) > 0.05 and 10.0 <= bpm <= 400.0:
+            self.clock.set_bpm(round(bpm, 2), tick)
+
+    def _forget(self, before_step: int) -> None:
+        for step in [s for s in self.instrument if s < before_step]:
+            del self.instrument[step]
+        self.player.forget_before(before_step)
+
+    def _on_sent(self, stamp_s: float, msg: mido.Message, owner: str) -> None:
+        if self.recorder is not None and owner == INST:
+            self.recorder.add(INSTRUMENT, self.clock.steps_at(stamp_s), msg)
+
+    def _show_status(self) -> None:
+        if self.status is None:
+            return
+        if self.controls.muted:
+            state = "muted"
+        elif self.mode != "call":
+            state = "playing"
+        else:
+            state = "answering" if self.answer_end is not None else "listening"
+        self.status.update(self.mode, self.clock.bpm, self.provider or "-",
+                           self.step_latency.percentile_ms(99), self.clock.late_ticks, state,
+                           self.last_notes, f"  dropped {self.listener.dropped}"
+                           if self.listener.dropped else "")

@@ -1,0 +1,224 @@
+"""The live loop on a fake clock with a fake port: exact tick times, turn taking, every exit path."""
+
+import threading
+
+import mido
+import pytest
+
+from perform.config import load_config
+from perform.errors import PortError
+from perform.session import Session
+from perform.tokens import Note
+
+from fakes import FakeClock, FakeGenerator, FakePort
+
+PERIOD_S = 0.125          # 120 bpm, 4 steps a beat
+T0 = 100.0
+
+
+def make(mode="call", generator=None, port_kwargs=None, **tables):
+    overrides = {"perform": {"mode": mode, **tables.pop("perform", {})}, **tables}
+    cfg = load_config(None, overrides)
+    clock = FakeClock(T0)
+    port = FakePort(clock, **(port_kwargs or {}))
+    gen = generator or FakeGenerator()
+    session = Session(cfg, gen, port, now=clock.now, sleep=clock.sleep)
+    return clock, port, gen, session
+
+
+def at_step(clock, step, msg_or_action, session=None):
+    """Deliver a player's message (or run an action) at grid position `step`."""
+    if isinstance(msg_or_action, mido.Message):
+        clock.at(T0 + step * PERIOD_S, lambda: session.listener.callback(msg_or_action))
+    else:
+        clock.at(T0 + step * PERIOD_S, msg_or_action)
+
+
+def play(clock, session, pitch, on_step, off_step, velocity=90):
+    at_step(clock, on_step, mido.Message("note_on", note=pitch, velocity=velocity), session)
+    at_step(clock, off_step, mido.Message("note_off", note=pitch), session)
+
+
+def steps_of(port, kind="note_on", channel=0):
+    out = []
+    for t, m in port.sent:
+        if m.type != kind or getattr(m, "channel", channel) != channel:
+            continue
+        if kind != "note_on" or m.velocity > 0:
+            out.append(round((t - T0) / PERIOD_S, 6))
+    return out
+
+
+def test_solo_plays_every_step_exactly_on_its_tick():
+    clock, port, gen, session = make("solo", FakeGenerator(lambda s: [(60, 2, 100)] if s % 4 == 1 else []))
+    session.run(max_ticks=20)
+    assert steps_of(port) == [1, 5, 9, 13, 17]
+    assert steps_of(port, "note_off") == [3, 7, 11, 15, 19]
+    assert [m.velocity for _, m in port.sent if m.type == "note_on"] == [100] * 5
+
+
+def test_call_answers_after_the_pause_at_the_exact_tick_for_answer_bars():
+    clock, port, gen, session = make("call")
+    for i, pitch in enumerate((60, 62, 64)):            # notes on steps 1, 3, 5; last off at 6
+        play(clock, session, pitch, 2 * i + 1, 2 * i + 2)
+    stats = session.run(max_ticks=60)
+    # pause of 2 beats = 8 steps after the release at step 6 -> first answer note at step 14;
+    # 2 bars of 4 beats = 32 steps of answer: steps 14..45, then it listens again.
+    assert steps_of(port) == list(range(14, 46))
+    assert stats["answers"] == 1
+    assert port.sounding_after() == set()
+
+
+def test_pause_length_counts_from_the_release_and_rounds_up_to_a_step():
+    clock, port, gen, session = make("call", perform={"answer_pause_beats": 1.0, "answer_bars": 1})
+    play(clock, session, 60, 1.1, 6.3)                   # released at 6.3: pause ends at 10.3
+    session.run(max_ticks=40)
+    assert steps_of(port) == list(range(11, 27))
+
+
+def test_no_answer_while_the_player_holds_a_note():
+    clock, port, gen, session = make("call")
+    play(clock, session, 48, 1, 30)                      # held far longer than the pause
+    session.run(max_ticks=40)
+    assert steps_of(port) == [38, 39]                    # answers only 8 steps after the release
+
+
+def test_player_coming_back_stops_the_answer_and_releases_its_notes():
+    long_notes = FakeGenerator(lambda s: [(72, 8, 80)] if s % 8 == 6 else [])
+    clock, port, gen, session = make("call", long_notes)
+    play(clock, session, 60, 1, 6)                       # answer starts at step 14
+    play(clock, session, 62, 24.5, 26)                   # player returns while 72 (from 22) sounds
+    session.run(max_ticks=50)
+    assert steps_of(port) == [14, 22, 38, 46]            # a new answer from 26 + 8 = 34
+    offs = steps_of(port, "note_off")
+    assert 24.5 in offs                                  # released the moment the player came back
+    assert all(not (24.5 < s < 34) for s in steps_of(port))
+    assert port.sounding_after() == set()
+
+
+def test_the_player_s_notes_reach_the_model_with_their_real_durations():
+    clock, port, gen, session = make("duet", FakeGenerator(lambda s: []))
+    play(clock, session, 60, 2, 7.4, velocity=100)       # held over many ticks, released at 7.4
+    play(clock, session, 64, 2.3, 3)                     # a chord note, slightly late: step 2
+    session.run(max_ticks=12)
+    heard = gen.heard()
+    assert heard[2] == (Note(2, 60, 5, 100), Note(2, 64, 1, 90))
+    assert all(heard[s] == () for s in range(12) if s != 2)
+    assert gen.restores >= 1                             # re-run from a snapshot, not from scratch
+
+
+def test_duet_plays_alongside_and_merges_both_into_the_context():
+    clock, port, gen, session = make("duet", FakeGenerator(lambda s: [(72, 1, 80)] if s == 4 else []))
+    play(clock, session, 60, 4, 5)
+    session.run(max_ticks=8)
+    assert steps_of(port) == [4]
+    assert gen.heard()[4] == (Note(4, 60, 1, 90), Note(4, 72, 1, 80))
+
+
+def test_solo_ignores_the_player():
+    clock, port, gen, session = make("solo", FakeGenerator(lambda s: []))
+    play(clock, session, 60, 2, 3)
+    session.run(max_ticks=6)
+    assert all(notes == () for notes in gen.heard().values())
+
+
+# every exit path silences every note --------------------------------------------------------------
+def long_note_session(**kw):
+    return make("solo", FakeGenerator(lambda s: [(60 + s, 32, 90)] if s < 4 else []), **kw)
+
+
+def assert_silenced(port):
+    assert port.sounding_after() == set()
+    assert [m for _, m in port.sent if m.type == "note_on"], "the test should have sounded notes"
+    last = port.sent[-1][1]
+    assert last.type == "control_change" and last.control == 123
+
+
+def test_normal_end_silences_sounding_notes():
+    clock, port, gen, session = long_note_session()
+    session.run(max_ticks=8)
+    assert_silenced(port)
+    assert steps_of(port, "note_off") == [7, 7, 7]       # the last tick processed
+
+
+def test_keyboard_interrupt_silences_sounding_notes():
+    clock, port, gen, session = long_note_session()
+
+    def interrupt():
+        raise KeyboardInterrupt
+    at_step(clock, 6.5, interrupt)
+    with pytest.raises(KeyboardInterrupt):
+        session.run()
+    assert_silenced(port)
+
+
+def test_stop_event_ends_the_run_and_silences():
+    clock, port, gen, session = long_note_session()
+    stop = threading.Event()
+    at_step(clock, 5.5, stop.set)
+    stats = session.run(stop_event=stop)
+    assert stats["ticks"] == 6
+    assert_silenced(port)
+
+
+def test_generator_exception_silences_sounding_notes():
+    gen = FakeGenerator(lambda s: [(60 + s, 32, 90)], fail_at_step=5)
+    clock, port, gen, session = make("solo", gen)
+    with pytest.raises(RuntimeError, match="model exploded"):
+        session.run()
+    assert_silenced(port)
+
+
+def test_output_send_failure_is_a_port_error_and_notes_are_still_released():
+    clock, port, gen, session = long_note_session(port_kwargs={"fail_after": 2, "failures": 1})
+    with pytest.raises(PortError, match="output port failed"):
+        session.run(max_ticks=10)
+    assert_silenced(port)
+
+
+# options and live controls ---------------------------------------------------------------------------
+def test_channel_option_and_thru():
+    clock, port, gen, session = make("solo", FakeGenerator(lambda s: [(72, 1, 80)] if s == 2 else []),
+                                     ports={"channel": 3, "thru": True})
+    at_step(clock, 1.3, mido.Message("note_on", channel=0, note=40, velocity=99), session)
+    session.run(max_ticks=4)
+    assert steps_of(port, channel=2) == [2]
+    assert steps_of(port, channel=0) == [1.3]            # echoed the moment it arrived
+    assert port.sounding_after() == set()                # the held thru note is ended on exit
+
+
+def cc(clock, session, step, control, value):
+    at_step(clock, step, mido.Message("control_change", control=control, value=value), session)
+
+
+def test_mute_control_silences_and_unmute_resumes():
+    clock, port, gen, session = make("solo", FakeGenerator(lambda s: [(60, 4, 80)] if s % 2 == 0 else []))
+    cc(clock, session, 3.5, 21, 127)
+    cc(clock, session, 8.5, 21, 0)
+    session.run(max_ticks=14)
+    assert steps_of(port) == [2, 10, 12]
+    assert 3.5 in steps_of(port, "note_off")
+
+
+def test_mode_temperature_answer_length_and_panic_controls():
+    clock, port, gen, session = make("call", FakeGenerator(lambda s: [(60, 40, 80)] if s == 2 else []))
+    cc(clock, session, 0.5, 1, 127)                      # temperature to 2.0
+    cc(clock, session, 0.6, 22, 0)                       # answers 1 bar long
+    cc(clock, session, 0.7, 20, 127)                     # mode -> solo
+    cc(clock, session, 4.5, 23, 127)                     # panic
+    session.run(max_ticks=6)
+    assert gen.sampler.temperature == pytest.approx(2.0)
+    assert session.controls.answer_bars == 1 and session.mode == "solo"
+    assert steps_of(port) == [2]
+    assert 4.5 in steps_of(port, "control_change")
+    assert 4.5 in steps_of(port, "note_off")
+
+
+def test_send_clock_sends_24_pulses_a_beat_between_start_and_stop():
+    clock, port, gen, session = make("solo", FakeGenerator(lambda s: []), clock={"send_clock": True})
+    session.run(max_ticks=9)                              # ticks 0..8: 2 beats and a bit
+    kinds = [m.type for _, m in port.sent if m.type in ("start", "clock", "stop")]
+    assert kinds[0] == "start" and kinds[-1] == "stop"
+    pulses = steps_of(port, "clock")
+    assert pulses[:7] == pytest.approx([0, 1 / 6, 2 / 6, 0.5, 4 / 6, 5 / 6, 1], abs=1e-6)
+    assert len([p for p in pulses if p < 8]) == 48
