@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import signal
 import threading
+import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
@@ -31,8 +32,8 @@ MAX_SONG_STEPS = 2 ** 16
 FILE_TIME_LIMIT_S = 120.0
 
 
-class FileTimeout(Exception):
-    pass
+class FileTimeout(BaseException):
+    """Raised by time_guard; a BaseException so that readers' broad `except Exception` let it by."""
 
 
 def read_file(path: str, vocab_dict: dict, tracks: Sequence[int] | None,
@@ -97,16 +98,21 @@ def song_from_events(events: list[Event], vocab: Vocab, warnings: list[str],
 
 @contextlib.contextmanager
 def time_guard(limit_s: float) -> Iterator[None]:
-    """Raise FileTimeout in the body after `limit_s` (main thread on POSIX only; else no guard)."""
-    usable = (hasattr(signal, "setitimer") and threading.current_thread() is threading.main_thread()
-              and signal.getitimer(signal.ITIMER_REAL)[0] == 0)
-    if not usable or limit_s <= 0:
+    """Raise FileTimeout in the body after `limit_s` (main thread on POSIX only; else no guard).
+
+    An interval timer already running (pytest-timeout's, say) is re-armed afterwards with what is
+    left of it; if it would fire first, it is left alone and no guard is set.
+    """
+    usable = hasattr(signal, "setitimer") and threading.current_thread() is threading.main_thread()
+    outer_s, outer_interval_s = signal.getitimer(signal.ITIMER_REAL) if usable else (0.0, 0.0)
+    if not usable or limit_s <= 0 or 0 < outer_s <= limit_s:
         yield
         return
 
     def _alarm(signum, frame):
         raise FileTimeout
 
+    started = time.monotonic()
     previous = signal.signal(signal.SIGALRM, _alarm)
     signal.setitimer(signal.ITIMER_REAL, limit_s)
     try:
@@ -114,6 +120,9 @@ def time_guard(limit_s: float) -> Iterator[None]:
     finally:
         signal.setitimer(signal.ITIMER_REAL, 0)
         signal.signal(signal.SIGALRM, previous)
+        if outer_s > 0:
+            left_s = max(outer_s - (time.monotonic() - started), 1e-3)
+            signal.setitimer(signal.ITIMER_REAL, left_s, outer_interval_s)
 
 
 def read_many(paths: Sequence[str], vocab_dict: dict, tracks: Sequence[int] | None, workers: int,
