@@ -100,3 +100,34 @@ class JackServer:
                 os.environ[key] = value
         self._log.close()
         Path(self._log.name).unlink(missing_ok=True)
+
+
+# A tiny model for the real-port tests and the live benchmark: untrained weights, the default grid.
+_TINY_CHECKPOINT = """
+import sys, torch
+from perform.config import Config
+from perform.tokens import Vocab
+from train.checkpoint import save_checkpoint
+from train.model import JamLSTM
+torch.manual_seed(int(sys.argv[2]))
+cfg = Config()
+vocab = Vocab.from_grid(cfg.grid)
+args = dict(vocab_size=vocab.size, embed_dim=16, hidden_size=32, num_layers=1, dropout=0.0)
+model = JamLSTM(**args)
+save_checkpoint(sys.argv[1], {"state_dict": model.state_dict(), "model_args": args,
+                              "vocab": vocab.to_dict(), "config": cfg.to_dict()})
+"""
+
+
+def tiny_model(out_dir: str | Path, seed: int = 0) -> Path:
+    """Write tiny.pt and export it to tiny.onnx in `out_dir` (needs torch and onnx); return the .onnx."""
+    import sys
+    out_dir = Path(out_dir)
+    ckpt, onnx_path = out_dir / "tiny.pt", out_dir / "tiny.onnx"
+    subprocess.run([sys.executable, "-c", _TINY_CHECKPOINT, str(ckpt), str(seed)], check=True,
+                   capture_output=True, text=True)
+    done = subprocess.run([sys.executable, "-m", "export", str(ckpt), "-o", str(onnx_path)],
+                          capture_output=True, text=True)
+    if done.returncode != 0:
+        raise RuntimeError(f"export failed ({done.returncode}): {done.stdout}{done.stderr}")
+    return onnx_path
