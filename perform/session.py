@@ -80,6 +80,10 @@ class Session:
     def mode(self) -> str:
         return self.controls.mode
 
+    @property
+    def stopping(self) -> bool:
+        return self._stop.is_set()
+
     def stop(self) -> None:
         """Ask the loop to end at its next wake-up (safe from a signal handler or another thread)."""
         self._stop.set()
