@@ -1,0 +1,59 @@
+"""Drawing the next token from the model's logits: temperature, top-k, top-p (nucleus), a mask.
+
+    sampler = Sampler(temperature=0.9, top_k=0, top_p=0.95, seed=7)
+    token = sampler.sample(logits, mask)      # mask: bool (vocab,), False = never drawn
+
+Masked tokens have probability zero. Then the temperature divides the logits, top-k keeps the k most
+likely, top-p keeps the fewest most likely whose probabilities add up to at least p. The same seed
+and the same calls give the same tokens; seed -1 draws a fresh seed (kept in `.seed`, so a take
+worth keeping can be replayed). With V ~ 132 one draw costs a few tens of microseconds.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+class Sampler:
+    def __init__(self, temperature: float = 1.0, top_k: int = 0, top_p: float = 0.95,
+                 seed: int = -1) -> None:
+        if top_k < 0:
+            raise ValueError(f"top_k must be 0 (off) or a whole number >= 1, got {top_k}")
+        if not 0 < top_p <= 1:
+            raise ValueError(f"top_p must be in (0, 1], got {top_p}")
+        self.temperature = temperature
+        self.top_k = int(top_k)
+        self.top_p = float(top_p)
+        self.seed = int(np.random.SeedSequence().entropy % 2**32) if seed == -1 else int(seed)
+        self._rng = np.random.default_rng(self.seed)
+
+    @property
+    def temperature(self) -> float:
+        return self._temperature
+
+    @temperature.setter
+    def temperature(self, value: float) -> None:
+        if not value > 0:
+            raise ValueError(f"temperature must be > 0, got {value}")
+        self._temperature = float(value)
+
+    def sample(self, logits: np.ndarray, mask: np.ndarray | None = None) -> int:
+        """A token id drawn from softmax(logits / temperature) restricted by mask, top-k and top-p.
+        `logits` is not modified. Raises ValueError when the mask allows nothing."""
+        candidates = np.flatnonzero(mask) if mask is not None else np.arange(len(logits))
+        if candidates.size == 0:
+            raise ValueError("the mask allows no token")
+        scores = np.asarray(logits, dtype=np.float64)[candidates]
+        scores = np.where(np.isnan(scores), -np.inf, scores)
+        if not np.isfinite(scores.max()):            # nothing to go by: uniform over the allowed
+            return int(candidates[self._rng.integers(candidates.size)])
+        order = np.argsort(-scores, kind="stable")    # most likely first
+        if 0 < self.top_k < order.size:
+            order = order[:self.top_k]
+        probs = np.exp((scores[order] - scores[order[0]]) / self._temperature)
+        cumulative = np.cumsum(probs)
+        if self.top_p < 1.0:                          # fewest tokens reaching top_p of the mass
+            keep = int(np.searchsorted(cumulative, self.top_p * cumulative[-1])) + 1
+            cumulative = cumulative[:keep]
+        pick = int(np.searchsorted(cumulative, self._rng.random() * cumulative[-1], side="right"))
+        return int(candidates[order[min(pick, cumulative.size - 1)]])
