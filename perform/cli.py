@@ -85,10 +85,10 @@ def config_from_args(args: argparse.Namespace) -> Config:
 def load_generator(cfg: Config):
     """(generator, provider, vocab) for the configured model."""
     from .engine import Engine
-    from .generator import Generator
     from .model_file import default_model_path
-    from .sampling import Sampler
     engine = Engine(cfg.perform.model or default_model_path(), cfg.perform.providers)
+    from .generator import Generator
+    from .sampling import Sampler
     s = cfg.sampling
     sampler = Sampler(s.temperature, s.top_k, s.top_p, s.seed)
     return Generator(engine, sampler), engine.provider, engine.vocab

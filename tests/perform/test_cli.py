@@ -1,0 +1,153 @@
+"""The perform command: options, user errors (exit 2, no traceback), signals, offline render."""
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+
+import mido
+import pytest
+from mido.ports import BaseIOPort
+
+import perform.cli as cli
+import perform.ports as ports
+from perform.tokens import Vocab
+
+from fakes import FakeGenerator
+
+
+class LivePort(BaseIOPort):
+    """A real-time output that records what it gets (and can fail after n messages)."""
+
+    def __init__(self, fail_after=None):
+        self.sent = []
+        self.fail_after = fail_after
+        super().__init__("live fake")
+
+    def _send(self, msg):
+        if self.fail_after is not None and len(self.sent) >= self.fail_after:
+            raise OSError("device unplugged")
+        self.sent.append(msg)
+
+
+class NoInput:
+    names: list = []
+
+    def close(self):
+        pass
+
+
+@pytest.fixture
+def fake_model(monkeypatch):
+    gens = []
+
+    def load(cfg):
+        gens.append(FakeGenerator(lambda s: [(48 + s % 24, 16, 90)]))
+        return gens[-1], "FakeProvider", Vocab()
+    monkeypatch.setattr(cli, "load_generator", load)
+    return gens
+
+
+@pytest.fixture
+def fake_ports(monkeypatch):
+    made = {}
+
+    def open_output(name, api=None, virtual=False):
+        made["out"] = LivePort(made.get("fail_after"))
+        made["out_args"] = (name, api, virtual)
+        return made["out"]
+    monkeypatch.setattr(ports, "open_output", open_output)
+    monkeypatch.setattr(ports, "open_input", lambda *a, **k: NoInput())
+    return made
+
+
+def sounding(sent):
+    on = set()
+    for m in sent:
+        if m.type == "note_on" and m.velocity > 0:
+            on.add((m.channel, m.note))
+        elif m.type in ("note_on", "note_off"):
+            on.discard((m.channel, m.note))
+        elif m.type == "control_change" and m.control == 123:
+            on = {k for k in on if k[0] != m.channel}
+    return on
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--set", "clock.bmp=100"], "unknown key 'bmp'"),
+    (["--set", "nonsense"], "table.key=value"),
+    (["--bpm", "1000"], "clock.bpm"),
+    (["--bars", "4"], "add --out"),
+    (["--out", "x.mid", "--bars", "0"], "at least 1"),
+    (["--config", "/nonexistent/config.toml"], "not found"),
+])
+def test_user_errors_exit_2_with_a_message_and_no_traceback(argv, message, capsys, fake_model):
+    assert cli.main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and message in err and "Traceback" not in err
+
+
+def test_missing_model_file_is_a_clear_error(tmp_path, capsys):
+    pytest.importorskip("onnxruntime")
+    rc = cli.main(["--model", str(tmp_path / "none.onnx"), "--out", str(tmp_path / "x.mid")])
+    err = capsys.readouterr().err
+    assert rc == 2 and err.startswith("error: ") and "none.onnx" in err
+
+
+def test_render_with_form_writes_the_file(tmp_path, fake_model):
+    out = tmp_path / "song.mid"
+    assert cli.main(["--out", str(out), "--bars", "2", "--form", "a b a", "--bpm", "150"]) == 0
+    mid = mido.MidiFile(str(out))
+    assert mid.length == pytest.approx(6 * 4 * 60 / 150)
+    assert [m.tempo for m in mid.tracks[0] if m.type == "set_tempo"] == [mido.bpm2tempo(150)]
+
+
+def test_bad_prime_exits_2(tmp_path, capsys, fake_model):
+    bad = tmp_path / "bad.mid"
+    bad.write_bytes(b"not midi at all")
+    assert cli.main(["--out", str(tmp_path / "x.mid"), "--prime", str(bad)]) == 2
+    assert "cannot read" in capsys.readouterr().err
+
+
+def test_options_reach_the_ports_and_the_session(tmp_path, fake_model, fake_ports):
+    stats = tmp_path / "stats.json"
+    rc = cli.main(["--port", "synth", "--api", "jack", "--mode", "solo", "--bpm", "400", "--channel", "5",
+                   "--seconds", "0.2", "--quiet", "--stats-json", str(stats)])
+    assert rc == 0
+    assert fake_ports["out_args"] == ("synth", "jack", False)
+    notes = [m for m in fake_ports["out"].sent if m.type == "note_on"]
+    assert notes and {m.channel for m in notes} == {4}
+    assert sounding(fake_ports["out"].sent) == set()
+    import json
+    figures = json.loads(stats.read_text())
+    assert figures["ticks"] == int(0.2 / (60 / 400 / 4))
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+def test_a_signal_stops_the_jam_and_silences_every_note(signum, fake_model, fake_ports):
+    timer = threading.Timer(0.3, lambda: os.kill(os.getpid(), signum))
+    timer.start()
+    started = time.perf_counter()
+    rc = cli.main(["--port", "x", "--mode", "solo", "--bpm", "300", "--quiet"])
+    timer.join()
+    assert rc == 0 and time.perf_counter() - started < 5
+    sent = fake_ports["out"].sent
+    assert [m for m in sent if m.type == "note_on"], "notes should have been playing"
+    assert sounding(sent) == set()
+    assert sent[-1].type == "control_change" and sent[-1].control == 123
+
+
+def test_output_port_failing_mid_jam_exits_2_with_a_message(capsys, fake_model, fake_ports):
+    fake_ports["fail_after"] = 3
+    rc = cli.main(["--port", "x", "--mode", "solo", "--bpm", "400", "--seconds", "2", "--quiet"])
+    err = capsys.readouterr().err
+    assert rc == 2 and "error: " in err and "device unplugged" in err and "Traceback" not in err
+
+
+def test_python_dash_m_perform_reports_errors_without_traceback():
+    out = subprocess.run([sys.executable, "-m", "perform", "--set", "clock.bmp=1"],
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 2
+    assert out.stderr.startswith("error: ") and "Traceback" not in out.stderr
