@@ -8,7 +8,9 @@ run. A time guard (SIGALRM, where it can be set) bounds each file; a worker proc
 from __future__ import annotations
 
 import contextlib
+import multiprocessing
 import signal
+import sys
 import threading
 import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
@@ -134,7 +136,7 @@ def read_many(paths: Sequence[str], vocab_dict: dict, tracks: Sequence[int] | No
         return
     left = set(paths)
     try:
-        with ProcessPoolExecutor(workers) as pool:
+        with ProcessPoolExecutor(workers, mp_context=_context()) as pool:
             futures = {pool.submit(read_file, p, vocab_dict, tracks): p for p in paths}
             for future in as_completed(futures):
                 result = future.result()
@@ -148,8 +150,17 @@ def read_many(paths: Sequence[str], vocab_dict: dict, tracks: Sequence[int] | No
 def _read_alone(path: str, vocab_dict: dict, tracks: Sequence[int] | None) -> FileResult:
     """One file in its own process: if that process dies, the file is skipped."""
     try:
-        with ProcessPoolExecutor(1) as pool:
+        with ProcessPoolExecutor(1, mp_context=_context()) as pool:
             return pool.submit(read_file, path, vocab_dict, tracks).result()
     except BrokenProcessPool:
         return FileResult(path, skip_reason="the reader crashed on this file (worker process died)",
                           cacheable=False)
+
+
+def _context():
+    """fork on Linux: workers start in milliseconds, and they never touch torch (which a training
+    parent may have loaded) or anything else that fork could leave in a bad state. Elsewhere the
+    platform's default (spawn on macOS and Windows)."""
+    if sys.platform.startswith("linux"):
+        return multiprocessing.get_context("fork")
+    return None
