@@ -222,3 +222,86 @@ def test_send_clock_sends_24_pulses_a_beat_between_start_and_stop():
     pulses = steps_of(port, "clock")
     assert pulses[:7] == pytest.approx([0, 1 / 6, 2 / 6, 0.5, 4 / 6, 5 / 6, 1], abs=1e-6)
     assert len([p for p in pulses if p < 8]) == 48
+
+
+# with a real (tiny, untrained) exported model ---------------------------------------------------
+TINY_CHECKPOINT = """
+import sys, torch
+from perform.config import Config
+from perform.tokens import Vocab
+from train.checkpoint import save_checkpoint
+from train.model import JamLSTM
+torch.manual_seed(3)
+cfg = Config()
+vocab = Vocab.from_grid(cfg.grid)
+args = dict(vocab_size=vocab.size, embed_dim=16, hidden_size=32, num_layers=1, dropout=0.0)
+save_checkpoint(sys.argv[1], {"state_dict": JamLSTM(**args).state_dict(), "model_args": args,
+                              "vocab": vocab.to_dict(), "config": cfg.to_dict()})
+"""
+
+
+@pytest.fixture(scope="module")
+def tiny_onnx(tmp_path_factory):
+    pytest.importorskip("torch")
+    import subprocess
+    import sys
+    folder = tmp_path_factory.mktemp("tiny")
+    ckpt, onnx_path = folder / "tiny.pt", folder / "tiny.onnx"
+    subprocess.run([sys.executable, "-c", TINY_CHECKPOINT, str(ckpt)], check=True, capture_output=True)
+    done = subprocess.run([sys.executable, "-m", "export", str(ckpt), "-o", str(onnx_path)],
+                          capture_output=True, text=True)
+    assert done.returncode == 0, done.stdout + done.stderr
+    return onnx_path
+
+
+def real_generator(path, seed=5):
+    from perform.engine import Engine
+    from perform.generator import Generator
+    from perform.sampling import Sampler
+    return Generator(Engine(path, ("CPUExecutionProvider",)), Sampler(seed=seed))
+
+
+def test_folding_a_held_note_equals_feeding_it_from_scratch(tiny_onnx):
+    gen = real_generator(tiny_onnx)
+    clock, port, _, session = make("call", gen)
+    play(clock, session, 60, 1, 9.2)                     # held over 8 ticks: re-run as it grows
+    play(clock, session, 67, 3.4, 4)
+    session.run(max_ticks=12)
+    assert session.folder.reruns >= 3 and port.notes_on() == []     # still listening at step 12
+    fresh = real_generator(tiny_onnx)
+    heard = {1: [Note(1, 60, 8, 90)], 3: [Note(3, 67, 1, 90)]}
+    for step in range(12):
+        fresh.feed_step(heard.get(step, []))
+    assert gen.step_index == fresh.step_index == 12
+    assert gen.snapshot().logits == pytest.approx(fresh.snapshot().logits, abs=1e-5)
+
+
+def test_a_real_model_answers_in_grammar_and_repeats_with_a_seed(tiny_onnx):
+    runs = []
+    for _ in range(2):
+        clock, port, gen, session = make("duet", real_generator(tiny_onnx, seed=11))
+        play(clock, session, 60, 2, 5)
+        session.run(max_ticks=24)
+        runs.append([(round(t, 9), str(m)) for t, m in port.sent])
+        pitches = [m.note for _, m in port.sent if m.type == "note_on"]
+        assert pitches and all(21 <= p <= 108 for p in pitches)
+        assert port.sounding_after() == set()
+    assert runs[0] == runs[1]
+
+
+def test_render_with_a_real_model_from_the_command_line(tiny_onnx, tmp_path):
+    from perform.cli import main
+    out = tmp_path / "song.mid"
+    assert main(["--model", str(tiny_onnx), "--out", str(out), "--bars", "1", "--form", "a b a",
+                 "--seed", "2", "--bpm", "100"]) == 0
+    mid = mido.MidiFile(str(out))
+    assert mid.length == pytest.approx(3 * 4 * 60 / 100)
+    notes, tick = [], 0
+    for msg in mid.tracks[0]:
+        tick += msg.time
+        if msg.type == "note_on" and msg.velocity > 0:
+            notes.append((tick, msg.note))
+    bar = 4 * mid.ticks_per_beat
+    first = [(t, p) for t, p in notes if t < bar]
+    third = [(t - 2 * bar, p) for t, p in notes if t >= 2 * bar]
+    assert first and first == third
