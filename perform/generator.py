@@ -1,0 +1,102 @@
+"""The model as a player: one grid step at a time, listening (`feed_step`) or playing (`next_step`).
+
+    gen = Generator(Engine(path), Sampler(seed=1))   # BOS fed, step_index 0
+    gen.feed_step([Note(0, 60, 4, 90)])              # the player's notes on this step, then STEP
+    notes = gen.next_step()                          # the model's notes on the next step
+    snap = gen.snapshot(); ...; gen.restore(snap)    # back to a known step, e.g. to re-feed it
+
+Sampling is masked by the token grammar (perform.tokens.TokenReader.allowed): after NOTE only a DUR,
+after DUR only a VEL, and at a step's event boundary only a NOTE above the last one, or STEP. EOS is
+never drawn: a live instrument does not end the song by itself.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass, replace
+from typing import Sequence
+
+import numpy as np
+
+from .sampling import Sampler
+from .tokens import BOS, EOS, EXPECT_EVENT, STEP, Note, TokenReader
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """Everything `restore` needs; cheap to keep (the engine's state is never mutated)."""
+
+    state: object
+    logits: np.ndarray
+    reader: TokenReader
+    step_index: int
+
+
+class Generator:
+    def __init__(self, engine, sampler: Sampler, max_notes_per_step: int = 12) -> None:
+        if max_notes_per_step < 0:
+            raise ValueError(f"max_notes_per_step must be >= 0, got {max_notes_per_step}")
+        self.engine = engine
+        self.sampler = sampler
+        self.vocab = engine.vocab
+        self.max_notes_per_step = max_notes_per_step
+        self._mask = np.zeros(self.vocab.size, dtype=bool)       # reused every draw
+        self._no_eos = np.ones(self.vocab.size, dtype=bool)
+        self._no_eos[EOS] = False
+        self.reset()
+
+    def reset(self) -> None:
+        """Fresh state with BOS fed; step_index 0."""
+        self._reader = TokenReader(self.vocab)
+        self._state = self.engine.initial_state()
+        self.step_index = 0
+        self._feed(BOS)
+
+    def feed_step(self, notes: Sequence[Note]) -> None:
+        """Feed the notes known to start on the current step (their start_step is ignored), in
+        rising pitch with one note per pitch (the longest), then STEP."""
+        by_pitch: dict[int, Note] = {}
+        for note in notes:
+            pitch = self.vocab.fold_pitch(note.pitch)
+            if pitch not in by_pitch or note.dur_steps > by_pitch[pitch].dur_steps:
+                by_pitch[pitch] = note
+        for pitch in sorted(by_pitch):
+            note = by_pitch[pitch]
+            self._feed(self.vocab.note_id(pitch))
+            self._feed(self.vocab.dur_id(note.dur_steps))
+            self._feed(self.vocab.vel_id(note.velocity))
+        self._feed(STEP)
+        self.step_index += 1
+
+    def next_step(self) -> list[Note]:
+        """Sample one step's notes, then STEP. The notes' start_step is the step_index before the
+        call; after max_notes_per_step notes the step is closed."""
+        start = self.step_index
+        notes: list[Note] = []
+        while True:
+            if len(notes) >= self.max_notes_per_step and self._reader.state == EXPECT_EVENT:
+                token = STEP
+            else:
+                np.logical_and(self._reader.allowed(), self._no_eos, out=self._mask)
+                token = self.sampler.sample(self._logits, self._mask)
+            note = self._feed(token)
+            if note is not None:
+                notes.append(replace(note, start_step=start))
+            if token == STEP:
+                break
+        self.step_index += 1
+        return notes
+
+    def snapshot(self) -> Snapshot:
+        """The model's state, next-token logits, grammar position and step, to `restore` later."""
+        return Snapshot(self._state, self._logits, copy.copy(self._reader), self.step_index)
+
+    def restore(self, snap: Snapshot) -> None:
+        """Go back to `snap` (it stays usable: restoring twice gives the same starting point)."""
+        self._state, self._logits = snap.state, snap.logits
+        self._reader = copy.copy(snap.reader)
+        self.step_index = snap.step_index
+
+    def _feed(self, token: int) -> Note | None:
+        self._logits, self._state = self.engine.step(token, self._state)
+        return self._reader.feed(token)
