@@ -68,6 +68,11 @@ class TickClock:
         self.period_s = period_s_from_bpm(bpm, self.steps_per_beat)
         self.tempo_changes.append((float(at_tick), self.bpm))
 
+    def anchor(self, tick: int, time_s: float) -> None:
+        """Make `tick` due at `time_s` (following an external clock); later ticks follow from it."""
+        self.t_ref_s = float(time_s)
+        self.n_ref = tick
+
     def sleep_until(self, deadline_s: float, sleep: Callable[[float], object] | None = None) -> None:
         """Sleep towards an absolute deadline. `sleep` may return early (a wake-up); callers
         re-check the time, so nothing is lost."""

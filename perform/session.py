@@ -37,6 +37,7 @@ from .tokens import Note
 
 CLOCK = "clock"
 CLOCK_TYPES = frozenset({"clock", "start", "stop", "continue", "songpos"})
+SYNC_TOLERANCE_S = 0.001          # re-anchor on the master's clock when further off than this
 THRU_TYPES = frozenset({"note_on", "note_off", "control_change", "pitchwheel", "program_change"})
 
 
@@ -60,6 +61,7 @@ class Session:
         self.controls = Controls(config, generator)
         self.recorder, self.status, self.provider = recorder, status, provider
         self.follower = clock_follower
+        self._sync_offset: int | None = None              # session tick - master step (--sync)
         self.channel = config.ports.channel - 1
         self.thru = config.ports.thru
         self.send_clock = config.clock.send_clock
@@ -221,7 +223,7 @@ class Session:
 
     def _decide(self, step: int) -> bool:
         """Does the instrument play `step`?"""
-        if self.controls.muted:
+        if self.controls.muted or (self.follower is not None and self._sync_offset is None):
             return False
         if self.mode != "call":
             return True
@@ -264,10 +266,28 @@ class Session:
             self.scheduler.at(self.clock.deadline_s(pulse * spb / 24), mido.Message("clock"), CLOCK)
 
     def _follow_clock(self, tick: int) -> None:
-        """--sync: take the tempo of the incoming MIDI clock from this tick on."""
-        bpm = getattr(self.follower, "tempo_bpm", None) if self.follower is not None else None
-        if bpm and abs(bpm - self.clock.bpm) > 0.05 and 10.0 <= bpm <= 400.0:
+        """--sync: while the master runs, take its tempo and lock the next tick to its grid;
+        while it is stopped, play nothing."""
+        f = self.follower
+        if f is None:
+            return
+        if not f.running:
+            if self._sync_offset is not None:
+                self._cut_answer(self.clock.steps_at(self.now()))
+            self._sync_offset = None
+            return
+        bpm, pulse_s = f.tempo_bpm, f.pulse_s
+        if not bpm or not 10.0 <= bpm <= 400.0 or f.position_beats is None:
+            return
+        if abs(bpm - self.clock.bpm) > 0.1:
             self.clock.set_bpm(round(bpm, 2), tick)
+        spb = self.cfg.grid.steps_per_beat
+        if self._sync_offset is None:       # the next master step after now becomes tick + 1
+            master_steps = f.position_beats * spb + (self.now() - f.last_pulse_s) * spb / (24 * pulse_s)
+            self._sync_offset = tick + 1 - math.ceil(master_steps)
+        target_s = f.time_of_beat((tick + 1 - self._sync_offset) / spb)
+        if target_s is not None and abs(target_s - self.clock.deadline_s(tick + 1)) > SYNC_TOLERANCE_S:
+            self.clock.anchor(tick + 1, target_s)
 
     def _forget(self, before_step: int) -> None:
         for step in [s for s in self.instrument if s < before_step]:
@@ -283,6 +303,8 @@ class Session:
             return
         if self.controls.muted:
             state = "muted"
+        elif self.follower is not None and self._sync_offset is None:
+            state = "waiting for MIDI clock"
         elif self.mode != "call":
             state = "playing"
         else:

@@ -305,3 +305,28 @@ def test_render_with_a_real_model_from_the_command_line(tiny_onnx, tmp_path):
     first = [(t, p) for t, p in notes if t < bar]
     third = [(t - 2 * bar, p) for t, p in notes if t >= 2 * bar]
     assert first and first == third
+
+
+def test_sync_follows_the_master_clock_tempo_and_grid_and_stops_with_it():
+    from perform.midiclock import MidiClockFollower
+    cfg = load_config(None, {"perform": {"mode": "solo"}, "clock": {"bpm": 120, "sync": True}})
+    clock = FakeClock(T0)
+    port = FakePort(clock)
+    session = Session(cfg, FakeGenerator(lambda s: [(60, 1, 80)]), port, now=clock.now,
+                      sleep=clock.sleep, clock_follower=MidiClockFollower())
+    start_s, pulse_s, step_s = T0 + 0.31, 60 / 100 / 24, 60 / 100 / 4   # the master: 100 bpm
+    send = session.listener.callback
+    clock.at(start_s - 0.001, lambda: send(mido.Message("start")))
+    for k in range(24 * 8):                                             # 8 beats of clock
+        clock.at(start_s + k * pulse_s, lambda: send(mido.Message("clock")))
+    clock.at(start_s + 24 * 8 * pulse_s, lambda: send(mido.Message("stop")))
+    session.run(max_ticks=60)
+    ons = [t for t, m in port.sent if m.type == "note_on"]
+    assert not [t for t in ons if t < start_s]                           # nothing before start
+    assert len(ons) >= 28                                                # it played along ...
+    for t in ons:                                                        # ... on the master's grid
+        steps = (t - start_s) / step_s
+        assert abs(steps - round(steps)) * step_s < 0.0011, (t - start_s, steps)
+    assert max(ons) < start_s + 8 * 4 * step_s + step_s                  # and stopped with it
+    assert session.clock.bpm == pytest.approx(100, abs=0.1)
+    assert port.sounding_after() == set()
