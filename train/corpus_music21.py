@@ -34,7 +34,7 @@ def read_score(path: str | Path, steps_per_beat: int,
 
 def part_events(part, steps_per_beat: int) -> list[Event]:
     """Note-off events first, so a note ending where the same pitch starts again is a re-strike."""
-    from music21 import chord, note
+    from music21 import chord, note, percussion
 
     offs: list[Event] = []
     ons: list[Event] = []
@@ -42,7 +42,7 @@ def part_events(part, steps_per_beat: int) -> list[Event]:
         length = float(element.duration.quarterLength)
         if length <= 0:
             continue
-        if isinstance(element, chord.Chord) and not isinstance(element, chord.PercussionChord):
+        if isinstance(element, chord.Chord) and not isinstance(element, percussion.PercussionChord):
             pitches = [p.midi for p in element.pitches]
         elif isinstance(element, note.Note):
             pitches = [element.pitch.midi]

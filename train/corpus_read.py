@@ -54,7 +54,8 @@ def read_file(path: str, vocab_dict: dict, tracks: Sequence[int] | None,
         return FileResult(path, skip_reason="ran out of memory reading it", cacheable=False)
     except Exception as err:  # noqa: BLE001 - isolation: any reader bug becomes a skip reason
         text = " ".join(str(err).split())[:160]
-        return FileResult(path, skip_reason=f"reader failed: {type(err).__name__}: {text}")
+        return FileResult(path, skip_reason=f"reader failed: {type(err).__name__}: {text}",
+                          cacheable=False)       # a bug of ours, not the file's: not remembered
 
 
 def _read(path: str, vocab: Vocab, tracks: Sequence[int] | None) -> FileResult:

@@ -160,6 +160,8 @@ def test_a_reader_bug_becomes_a_skip_reason(write_midi, tmp_path, monkeypatch):
     corpus = _load([good, bad], tmp_path, workers=1)
     assert corpus.files_ok == 1
     assert corpus.skipped == [(str(bad), "reader failed: ZeroDivisionError: boom")]
+    monkeypatch.undo()                      # the bug fixed: the file is read, not a cached skip
+    assert _load([good, bad], tmp_path, workers=1).files_ok == 2
 
 
 def test_a_file_that_takes_too_long_is_skipped(tmp_path):
@@ -221,3 +223,20 @@ def test_bach_chorales_are_the_default_and_read_with_music21(tmp_path):
     soprano = _load(two[:1], tmp_path, tracks=[0])
     assert 0 < soprano.notes < corpus.notes / 2
     assert _load(two, tmp_path).from_cache == 2
+
+
+def test_a_musicxml_score_with_chords_ties_and_a_grace_note(tmp_path):
+    from music21 import chord, meter, note, stream, tie
+
+    part = stream.Part([meter.TimeSignature("4/4")])
+    part.append(chord.Chord(["C4", "E4", "G4"], quarterLength=1))
+    held = [note.Note("D5", quarterLength=2), note.Note("D5", quarterLength=1)]
+    held[0].tie, held[1].tie = tie.Tie("start"), tie.Tie("stop")
+    part.append(held)
+    part.append(note.Note("B4", quarterLength=0.5).getGrace())
+    part.append(note.Note("C5", quarterLength=1))
+    path = tmp_path / "score.musicxml"
+    stream.Score([part]).write("musicxml", fp=path)
+    notes = VOCAB.decode(_load([path], tmp_path).songs[0].ids)
+    assert [(n.start_step, n.pitch, n.dur_steps) for n in notes] == \
+        [(0, 60, 4), (0, 64, 4), (0, 67, 4), (4, 74, 12), (16, 72, 4)]
