@@ -79,6 +79,8 @@ def read_header(data: bytes) -> Header:
     fmt, ntrks, division = struct.unpack(">HHh", data[8:14])
     if division == 0:
         raise ReadSkip("MIDI header says 0 ticks per quarter note; the file's timing is unusable")
+    if division < 0 and division & 0xFF == 0:
+        raise ReadSkip("MIDI header says 0 ticks per SMPTE frame; the file's timing is unusable")
     return Header(fmt, ntrks, division)
 
 

@@ -71,6 +71,7 @@ def test_the_plain_file_reads_back(tmp_path):
     (b"Hello, I am a text file named .mid\n" * 3, "not a MIDI file"),
     (b"MThd\x00\x00", "truncated MIDI header"),
     (header(division=0) + chunk(melody()), "0 ticks per quarter note"),
+    (header(division=-25 * 256) + chunk(melody()), "0 ticks per SMPTE frame"),
     (smf(b"\x00\xff\x2f\x00"), "no notes"),
 ])
 def test_unreadable_files_are_skipped_with_a_one_line_reason(tmp_path, data, reason):
