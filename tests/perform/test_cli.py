@@ -151,3 +151,23 @@ def test_python_dash_m_perform_reports_errors_without_traceback():
                          capture_output=True, text=True, timeout=60)
     assert out.returncode == 2
     assert out.stderr.startswith("error: ") and "Traceback" not in out.stderr
+
+
+def test_status_line_shows_the_figures_at_most_ten_times_a_second():
+    import io
+    from perform.status import StatusLine
+    t = [0.0]
+    stream = io.StringIO()
+    status = StatusLine(stream, max_hz=10, now=lambda: t[0])
+    written = 0
+    for i in range(300):                       # 300 ticks over 3 seconds
+        t[0] = i * 0.01
+        written += status.update("call", 120.0, "CPUExecutionProvider", 0.42, 3, "answering", [60, 64, 67])
+    status.close()
+    assert 28 <= written <= 30
+    line = stream.getvalue().split("\r")[-1]
+    for part in ("call", "120.0 bpm", "CPUExecutionProvider", "p99 0.42 ms", "late 3", "answering", "C4 E4 G4"):
+        assert part in line
+    quiet = io.StringIO()
+    StatusLine(quiet, enabled=False).update("call", 120.0, "x", 0, 0, "listening", [])
+    assert quiet.getvalue() == ""

@@ -330,3 +330,16 @@ def test_sync_follows_the_master_clock_tempo_and_grid_and_stops_with_it():
     assert max(ons) < start_s + 8 * 4 * step_s + step_s                  # and stopped with it
     assert session.clock.bpm == pytest.approx(100, abs=0.1)
     assert port.sounding_after() == set()
+
+
+def test_the_input_queue_is_bounded_counts_drops_and_ignores_floods_of_unused_messages():
+    from perform.listener import Listener
+    listener = Listener(maxsize=10, now=lambda: 1.0)
+    for _ in range(15):
+        listener.callback(mido.Message("note_on", note=60, velocity=10))
+    for _ in range(1000):
+        listener.callback(mido.Message("sysex", data=[1, 2, 3]))
+        listener.callback(mido.Message("aftertouch", value=3))
+    assert (listener.received, listener.dropped, listener.ignored) == (10, 5, 2000)
+    assert [stamp for stamp, _ in listener.drain()] == [1.0] * 10
+    assert listener.drain() == []
