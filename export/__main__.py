@@ -80,7 +80,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"wrote {report['out']} ({precision}, {report['bytes'] / 1e6:.2f} MB); self-check over "
               f"{report['tokens']} tokens: max |logit diff| {report['max_abs_logit_diff']:.2e} "
               f"(tolerance {report['tolerance']:g}), argmax agreement "
-              f"{report['argmax_agreement']:.1%}, step p50 {report['step_ms_p50']:.3f} ms")
+              f"{report['argmax_agreement']:.1%}, mean KL {report['mean_kl_nats']:.2e} nats, "
+              f"step p50 {report['step_ms_p50']:.3f} ms")
     return 0
 
 

@@ -12,6 +12,7 @@ the dynamo one takes 7 s and prints pages. `exporter="dynamo"` selects the other
 
 from __future__ import annotations
 
+import logging
 import warnings
 from pathlib import Path
 
@@ -76,7 +77,13 @@ def convert(src: Path, dst: Path, precision: str) -> None:
         onnx.save(half, str(dst))
     elif precision == "int8":
         from onnxruntime.quantization import QuantType, quantize_dynamic
-        quantize_dynamic(str(src), str(dst), weight_type=QuantType.QInt8)
+        root = logging.getLogger()
+        level = root.level
+        root.setLevel(logging.ERROR)     # its "consider pre-processing" hint is for vision models
+        try:
+            quantize_dynamic(str(src), str(dst), weight_type=QuantType.QInt8)
+        finally:
+            root.setLevel(level)
     else:
         raise ExportError(f"unknown precision {precision!r}; use one of {list(PRECISIONS)}")
     try:
