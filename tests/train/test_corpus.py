@@ -240,3 +240,14 @@ def test_a_musicxml_score_with_chords_ties_and_a_grace_note(tmp_path):
     notes = VOCAB.decode(_load([path], tmp_path).songs[0].ids)
     assert [(n.start_step, n.pitch, n.dur_steps) for n in notes] == \
         [(0, 60, 4), (0, 64, 4), (0, 67, 4), (4, 74, 12), (16, 72, 4)]
+
+
+def test_a_progress_bar_on_stderr_for_many_files_only_when_asked(write_midi, tmp_path, capsys):
+    folder = tmp_path / "fifty"
+    for i in range(50):
+        write_midi(f"f{i:02}.mid", [[(0, 1, 40 + i, 80)]], folder=folder)
+    _load([folder], tmp_path, progress=False)
+    assert capsys.readouterr().err == ""
+    corpus = _load([folder], tmp_path, progress=True, use_cache=False)
+    err = capsys.readouterr().err
+    assert corpus.files_ok == 50 and "reading:" in err and "/50 [" in err
