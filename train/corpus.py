@@ -73,16 +73,16 @@ def load_corpus(paths: Sequence[str | Path] | None, vocab: Vocab, *,
                 tracks: Sequence[int] | None = None) -> Corpus:
     """Read every music file under `paths` (None: music21's bundled Bach chorales) into songs.
 
-    `cache_dir` defaults to config paths.cache_dir; use_cache=False reads every file afresh (and
-    refreshes the cache). `workers` processes read files in parallel (default 2; 1 = serial).
+    `cache_dir` defaults to paths.cache_dir of ./config.toml (or the default); use_cache=False
+    reads every file afresh (and refreshes the cache). `workers` processes read files in parallel (default 2; 1 = serial).
     `tracks` picks MIDI tracks (0 = the first track chunk) or score parts by index.
     Raises CorpusError when a path does not exist or no file gives any notes.
     """
     started = time.perf_counter()
     files = find_files(paths)
     if cache_dir is None:
-        from perform.config import PathsConfig
-        cache_dir = PathsConfig().cache_dir
+        from perform.config import load_config
+        cache_dir = load_config().paths.cache_dir       # ./config.toml when present, else default
     results = _read_files(files, vocab, Path(cache_dir), use_cache, workers, progress, tracks)
     corpus = _assemble(results, vocab)
     corpus.seconds = time.perf_counter() - started
