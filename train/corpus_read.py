@@ -76,7 +76,8 @@ def _read(path: str, vocab: Vocab, tracks: Sequence[int] | None) -> FileResult:
         if song is not None:
             result.songs.append(song)
     if not result.songs:
-        raise ReadSkip("no notes (drums on channel 10 are left out)")
+        raise ReadSkip("no notes" if suffix in SCORE_SUFFIXES else
+                       "no notes (drums on channel 10 are left out)")
     return result
 
 
