@@ -146,6 +146,25 @@ def test_misspelled_name_errors_with_the_list_and_creates_no_port(jack_server):
         synth.close()
 
 
+def test_closing_right_after_sending_loses_nothing(jack_server):
+    """The last messages before a close are a panic's note-offs: they must all arrive."""
+    queue = ports.StampedQueue()
+    synth = ports.open_input("Synth In", api="jack", virtual=True, client_name="drain",
+                             callback=queue.put)
+    try:
+        for _ in range(10):
+            out = ports.open_output("drain:Synth In", api="jack", client_name="otest")
+            time.sleep(0.05)  # JACK connects a new port within a period or so
+            for pitch in range(20):
+                out.send(mido.Message("note_off", note=pitch))
+            out.send(mido.Message("control_change", control=123))
+            out.close()
+            assert _wait(lambda: len(queue) >= 21, timeout_s=1.0), f"{len(queue)} of 21 arrived"
+            queue.drain()
+    finally:
+        synth.close()
+
+
 def test_several_matching_ports_is_an_error_listing_them(jack_server):
     a = ports.open_input("bus 1", api="jack", virtual=True, client_name="iac")
     b = ports.open_input("bus 2", api="jack", virtual=True, client_name="iac")
