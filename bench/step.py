@@ -2,6 +2,7 @@
 
     python bench/step.py --json                       # the shipped models/default.onnx
     python bench/step.py --model model.int8.onnx --steps 5000
+    python bench/step.py --provider CUDAExecutionProvider --checkpoint runs/latest/best.pt --json
 
 Figures:
     step_ms      one stateful step through perform.engine.Engine (what the instrument does per token)
@@ -10,6 +11,7 @@ Figures:
     ratio        window p50 / step p50 (goal >= 40)
     sample_us    one grammar-masked draw (perform.sampling.Sampler) over the vocabulary
     cold_start_s a new Python process, from its start to the first logits (goal <= 1.5 s)
+    torch_step_ms  with --checkpoint: one step of the torch model (on CUDA when there is a GPU)
 The CPU may be shared: run it a few times and keep the best clean run.
 """
 
@@ -22,13 +24,16 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
-import onnxruntime as ort
+# bench/ holds train.py, which would shadow the train package for `python bench/step.py`.
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
 
-from perform.engine import CPU, Engine, _session_options
-from perform.model_file import default_model_path
-from perform.sampling import Sampler
-from perform.tokens import BOS, TokenReader
+import numpy as np  # noqa: E402
+import onnxruntime as ort  # noqa: E402
+
+from perform.engine import CPU, Engine, _session_options  # noqa: E402
+from perform.model_file import default_model_path  # noqa: E402
+from perform.sampling import Sampler  # noqa: E402
+from perform.tokens import BOS, TokenReader  # noqa: E402
 
 WINDOW = 100
 COLD_START = """
@@ -95,6 +100,25 @@ def bench_cold_start(path: Path, runs: int) -> dict:
     return {"best": round(min(times), 3), "median": round(float(np.median(times)), 3)}
 
 
+def bench_torch(checkpoint: Path, steps: int) -> dict:
+    """One stateful step of the torch model, on CUDA when available (needs the export extra)."""
+    import torch
+    from train.checkpoint import load_checkpoint, model_from_checkpoint
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    model, vocab = model_from_checkpoint(load_checkpoint(checkpoint))
+    model = model.to(device)
+    state, times = model.initial_state(1, device), []
+    token = torch.zeros(1, 1, dtype=torch.long, device=device)
+    with torch.no_grad():
+        for i in range(steps + 50):
+            t0 = time.perf_counter()
+            logits, state = model(token, state)
+            logits = logits[0, 0].cpu()          # the sampler wants the logits on the host
+            if i >= 50:
+                times.append(time.perf_counter() - t0)
+    return {"device": device, **percentiles_ms(times)}
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", type=Path, default=default_model_path())
@@ -102,19 +126,22 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--windows", type=int, default=200)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--cold-runs", type=int, default=3)
+    parser.add_argument("--provider", default=CPU, help="for the step figures (the window: CPU)")
+    parser.add_argument("--checkpoint", type=Path, help="also time the torch model's step")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
-    engine = Engine(args.model, providers=(CPU,), threads=args.threads)
+    engine = Engine(args.model, providers=(args.provider,), threads=args.threads)
     step = bench_step(engine, args.steps)
     window = bench_window(args.model, engine, args.windows, args.threads)
     result = {
         "model": str(args.model), "precision": engine.metadata.get("precision", "fp32"),
         "model_args": engine.metadata["model_args"], "provider": engine.provider,
-        "threads": args.threads, "onnxruntime": ort.__version__,
+        "fallback": engine.fallback, "threads": args.threads, "onnxruntime": ort.__version__,
         "step_ms": step, "window_ms": window, "window_tokens": WINDOW,
         "ratio_p50": round(window["p50"] / step["p50"], 1),
         "sample_us": bench_sample(engine, 2000),
         "cold_start_s": bench_cold_start(args.model, args.cold_runs),
+        **({"torch_step_ms": bench_torch(args.checkpoint, args.steps)} if args.checkpoint else {}),
         "goals": {"ratio_p50": ">= 40", "step_ms.p99": "<= 0.2", "cold_start_s": "<= 1.5"},
     }
     if args.json:
