@@ -163,6 +163,14 @@ def _check_graph(session: ort.InferenceSession, metadata: dict, path: Path) -> t
         raise ModelFileError(f"{path}: graph inputs {inputs} / outputs {outputs} are not lstm-jam's "
                              f"{model_file.INPUT_NAMES} / {model_file.OUTPUT_NAMES}; re-export it")
     args = metadata["model_args"]
+    want = {"h": [args["num_layers"], None, args["hidden_size"]],
+            "logits": [None, None, args["vocab_size"]]}
+    shapes = {n.name: n.shape for n in (*session.get_inputs(), *session.get_outputs())}
+    for name, dims in want.items():
+        got = shapes[name]
+        if len(got) != 3 or any(w is not None and g != w for g, w in zip(got, dims)):
+            raise ModelFileError(f"{path}: graph {name!r} has shape {got} but its metadata says "
+                                 f"{dims} (None: any); the file is corrupt: re-export it")
     return args["num_layers"], args["hidden_size"]
 
 

@@ -164,3 +164,14 @@ def test_default_model_path_is_models_default_onnx_in_the_repo():
     path = model_file.default_model_path()
     assert path.parts[-2:] == ("models", "default.onnx")
     assert (path.parents[1] / "perform" / "engine.py").is_file()
+
+
+def test_metadata_that_lies_about_the_model_size_is_refused(tiny, tmp_path):
+    proto = onnx.load(str(tiny))
+    for prop in proto.metadata_props:
+        if prop.key == "model_args":
+            prop.value = prop.value.replace('"hidden_size": 32', '"hidden_size": 64')
+    path = tmp_path / "lying.onnx"
+    onnx.save(proto, str(path))
+    with pytest.raises(ModelFileError, match=r"graph 'h' has shape \[2, 'batch', 32\].*re-export"):
+        Engine(path, providers=(CPU,))
