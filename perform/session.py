@@ -37,6 +37,7 @@ from .tokens import Note
 
 CLOCK = "clock"
 CLOCK_TYPES = frozenset({"clock", "start", "stop", "continue", "songpos"})
+SPIN_S = 0.0005                   # spin (yielding) the last half millisecond before a deadline
 SYNC_TOLERANCE_S = 0.001          # re-anchor on the master's clock when further off than this
 THRU_TYPES = frozenset({"note_on", "note_off", "control_change", "pitchwheel", "program_change"})
 
@@ -54,7 +55,8 @@ class Session:
         self.now = now
         self.listener = listener or Listener(now=now)
         self.sleep = sleep or self.listener.wait
-        self.clock = TickClock(config.clock.bpm, grid.steps_per_beat, now, self.sleep)
+        spin_s = SPIN_S if sleep is None else 0.0       # a fake clock's sleep needs no spinning
+        self.clock = TickClock(config.clock.bpm, grid.steps_per_beat, now, self.sleep, spin_s=spin_s)
         self.scheduler = Scheduler(output, now, on_sent=self._on_sent)
         self.folder = ContextFolder(generator, keep_steps=grid.max_dur_steps + 8)
         self.player = PlayerTrack(grid.max_dur_steps)

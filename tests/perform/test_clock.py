@@ -57,3 +57,15 @@ def test_sleep_until_does_not_sleep_past_the_deadline():
     fake.t = 0.5
     clock.sleep_until(0.3)                              # already past: no sleep at all
     assert slept == [pytest.approx(0.3)]
+
+
+def test_the_last_stretch_before_a_deadline_is_spun_not_slept():
+    import time
+    slept = []
+    clock = TickClock(120, 4, now=time.perf_counter, sleep=lambda s: slept.append(s), spin_s=0.002)
+    clock.start()
+    deadline_s = time.perf_counter() + 0.010
+    clock.sleep_until(deadline_s)                       # sleeps all but the spin
+    assert slept == [pytest.approx(0.008, abs=0.002)]
+    clock.sleep_until(time.perf_counter() + 0.001)      # within the spin: no sleep, returns on time
+    assert len(slept) == 1
