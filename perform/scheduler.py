@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import heapq
 import itertools
+from collections import deque
 from typing import Callable
 
 import mido
@@ -18,6 +19,7 @@ import mido
 from .errors import PortError
 
 INST, THRU = "inst", "thru"
+LATENESS_KEPT = 1 << 16
 
 
 class Scheduler:
@@ -35,7 +37,7 @@ class Scheduler:
         self.channels_used: set[int] = set()
         self.sent = 0
         self.send_errors = 0
-        self.lateness_s: list[float] = []  # of scheduled sends; the caller may trim it
+        self.lateness_s: deque[float] = deque(maxlen=LATENESS_KEPT)  # of the latest scheduled sends
 
     # scheduling ----------------------------------------------------------------------------------
     def at(self, deadline_s: float, msg: mido.Message, owner: str = INST) -> None:
