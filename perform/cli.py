@@ -51,7 +51,8 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--port", help="output port: part of its name")
     m.add_argument("--input", help="input port: part of its name (default: every hardware input)")
     m.add_argument("--no-input", action="store_true", help="open no input (solo)")
-    m.add_argument("--virtual", action="store_true", help="open virtual ports for a DAW")
+    m.add_argument("--virtual", action="store_true",
+                   help="open virtual ports for a DAW (the input stays real when --input names one)")
     m.add_argument("--api", help="rtmidi backend: jack, alsa, coremidi, windows")
     m.add_argument("--channel", type=int, help="output MIDI channel 1..16")
     m.add_argument("--thru", action="store_true", default=None, help="echo the player to the output")
@@ -164,7 +165,9 @@ def play_live(args: argparse.Namespace, cfg: Config, generator, provider: str) -
         stack.callback(output.close)
         inputs = None
         if not args.no_input:
-            inputs = open_input(cfg.ports.input or None, api=api, virtual=cfg.ports.virtual,
+            # --virtual opens a virtual input too, unless --input names a real one to listen to
+            inputs = open_input(cfg.ports.input or None, api=api,
+                                virtual=cfg.ports.virtual and not cfg.ports.input,
                                 callback=listener.callback)
             stack.callback(inputs.close)
         follower = _clock_follower() if cfg.clock.sync else None

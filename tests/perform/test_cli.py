@@ -171,3 +171,13 @@ def test_status_line_shows_the_figures_at_most_ten_times_a_second():
     quiet = io.StringIO()
     StatusLine(quiet, enabled=False).update("call", 120.0, "x", 0, 0, "listening", [])
     assert quiet.getvalue() == ""
+
+
+def test_virtual_opens_virtual_ports_unless_a_real_input_is_named(monkeypatch, fake_model, fake_ports):
+    opened = []
+    monkeypatch.setattr(ports, "open_input", lambda name, api=None, virtual=False, callback=None:
+                        opened.append((name, virtual)) or NoInput())
+    assert cli.main(["--virtual", "--mode", "solo", "--seconds", "0.05", "--quiet"]) == 0
+    assert fake_ports["out_args"] == (None, None, True) and opened[-1] == (None, True)
+    assert cli.main(["--virtual", "--input", "keys", "--seconds", "0.05", "--quiet"]) == 0
+    assert opened[-1] == ("keys", False)
