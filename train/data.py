@@ -1,8 +1,8 @@
 """Batching for truncated back-propagation through time (numpy only).
 
-Every position of every song is supervised. Songs are dealt to `batch_size` parallel streams (each
-song to the stream with the least work so far); each stream is its songs one after another, every
-song cut into `seq_len` chunks (its last chunk padded with PAD, which is never a target). Step k of
+Every position of every song is supervised. Songs are dealt to `batch_size` parallel streams
+(longest first, each to the stream with the least work so far); each stream is its songs one after
+another, every song cut into `seq_len` chunks (its last chunk padded with PAD, never a target). Step k of
 an epoch is chunk k of every stream, so row r of consecutive batches is consecutive chunks of the
 same song and the LSTM state is carried from one to the next; `reset[r]` marks a row whose chunk
 starts a new song (zero that row's state).
@@ -66,51 +66,72 @@ def random_shifts(songs: Sequence[np.ndarray], vocab: Vocab, max_shift: int,
 def stream_batches(songs: Sequence[np.ndarray], *, batch_size: int, seq_len: int,
                    rng: np.random.Generator | None = None, vocab: Vocab | None = None,
                    max_shift: int = 0) -> Iterator[Batch]:
-    """Yield an epoch of TBPTT batches. With `rng`, songs are shuffled and (given `vocab` and
-    `max_shift` > 0) each is transposed by its own random shift; without, the order is as given
-    and nothing is transposed (validation)."""
+    """Yield an epoch of TBPTT batches.
+
+    With `rng` (training): each song is transposed by its own random shift (given `vocab` and
+    `max_shift` > 0); songs much longer than a stream's share are cut into pieces (a piece starts
+    from a zero state) so that every stream ends at about the same step; the songs of each stream
+    come in a random order. Without `rng` (validation, evaluation): songs stay whole, nothing is
+    transposed, and the layout depends only on the songs.
+    """
     songs = [np.asarray(s, dtype=np.int64) for s in songs if len(s) >= 2]
     if not songs:
         return
-    order = rng.permutation(len(songs)).tolist() if rng is not None else list(range(len(songs)))
-    songs = [songs[i] for i in order]
     if rng is not None and vocab is not None and max_shift > 0:
         shifts = random_shifts(songs, vocab, max_shift, rng)
         songs = [vocab.transpose(s, k) for s, k in zip(songs, shifts)]
-    inputs, targets, reset = _layout(songs, min(batch_size, len(songs)), seq_len)
+    rows = min(batch_size, len(songs))
+    if rng is not None:
+        songs = _cut(songs, rows, seq_len)
+    streams = _deal(songs, rows, seq_len)
+    if rng is not None:
+        streams = [[stream[i] for i in rng.permutation(len(stream))] for stream in streams]
+    inputs, targets, reset = _layout(streams, seq_len)
     for k in range(inputs.shape[1]):
         yield Batch(inputs[:, k], targets[:, k], reset[:, k])
 
 
-def count_batches(songs: Sequence[np.ndarray], batch_size: int, seq_len: int) -> int:
+def count_batches(songs: Sequence[np.ndarray], batch_size: int, seq_len: int,
+                  training: bool = True) -> int:
     """How many batches `stream_batches` yields for these songs (for a progress bar)."""
-    lengths = [_chunks(len(s), seq_len) for s in songs if len(s) >= 2]
-    return max(_deal(lengths, min(batch_size, len(lengths))), default=0) if lengths else 0
+    songs = [np.asarray(s) for s in songs if len(s) >= 2]
+    if not songs:
+        return 0
+    rows = min(batch_size, len(songs))
+    if training:
+        songs = _cut(songs, rows, seq_len)
+    return max(sum(_chunks(len(s), seq_len) for s in stream) for stream in _deal(songs, rows, seq_len))
 
 
 def _chunks(song_len: int, seq_len: int) -> int:
     return math.ceil((song_len - 1) / seq_len)
 
 
-def _deal(lengths: list[int], rows: int) -> list[int]:
-    """Deal items (in order) to the row with the least total so far; return each row's total."""
-    heap = [(0, r) for r in range(rows)]
-    totals = [0] * rows
-    for n in lengths:
-        total, r = heapq.heappop(heap)
-        totals[r] = total + n
-        heapq.heappush(heap, (totals[r], r))
-    return totals
+def _cut(songs: list[np.ndarray], rows: int, seq_len: int) -> list[np.ndarray]:
+    """Cut songs longer than half a stream's share of chunks into pieces of at most that many
+    chunks; consecutive pieces overlap by one token (the last target is the next first input)."""
+    share = math.ceil(sum(_chunks(len(s), seq_len) for s in songs) / rows)
+    piece = max(1, share // 2) * seq_len
+    out = []
+    for ids in songs:
+        out += [ids[a:a + piece + 1] for a in range(0, len(ids) - 1, piece)]
+    return out
 
 
-def _layout(songs: list[np.ndarray], rows: int, seq_len: int):
-    """Arrays (rows, K, T) of inputs and targets and (rows, K) of resets."""
+def _deal(songs: list[np.ndarray], rows: int, seq_len: int) -> list[list[np.ndarray]]:
+    """Longest first, each song to the stream with the fewest chunks so far (streams end close)."""
     heap = [(0, r) for r in range(rows)]
     streams: list[list[np.ndarray]] = [[] for _ in range(rows)]
-    for ids in songs:
+    for i in sorted(range(len(songs)), key=lambda i: -len(songs[i])):   # stable: ties keep order
         total, r = heapq.heappop(heap)
-        streams[r].append(ids)
-        heapq.heappush(heap, (total + _chunks(len(ids), seq_len), r))
+        streams[r].append(songs[i])
+        heapq.heappush(heap, (total + _chunks(len(songs[i]), seq_len), r))
+    return streams
+
+
+def _layout(streams: list[list[np.ndarray]], seq_len: int):
+    """Arrays (rows, K, T) of inputs and targets and (rows, K) of resets."""
+    rows = len(streams)
     n_chunks = max(sum(_chunks(len(s), seq_len) for s in stream) for stream in streams)
     inputs = np.full((rows, n_chunks * seq_len), PAD, dtype=np.int64)
     targets = np.full((rows, n_chunks * seq_len), PAD, dtype=np.int64)

@@ -80,6 +80,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
     p.add_argument("--no-cache", action="store_true", help="read the MIDI files afresh")
+    p.add_argument("--threads", type=int, help="CPU threads for torch (default: torch's choice)")
     return p
 
 
@@ -108,6 +109,8 @@ def evaluate(checkpoint: str | Path, paths: Sequence[str | Path], *, device: str
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
     try:
         result = evaluate(args.checkpoint, args.paths, device=args.device, use_cache=not args.no_cache)
     except JamError as err:

@@ -64,7 +64,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--set", action="append", default=[], metavar="TABLE.KEY=VALUE",
                    help="override a setting, e.g. --set train.hidden_size=256")
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
-    p.add_argument("--threads", type=int, help="CPU threads for torch (default: torch's choice)")
+    p.add_argument("--threads", type=int, help="CPU threads for torch (default: torch's choice; on a "
+                   "CPU shared with other work 1 can be several times faster)")
     p.add_argument("--no-cache", action="store_true", help="read the MIDI files afresh")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     return p
@@ -160,9 +161,10 @@ def run(args, cfg: Config, vocab: Vocab, train, val, info: dict, base: dict, out
             "rng": {"seed": t.seed, "scheme": "numpy default_rng([seed, epoch]); torch seed+epoch"}}})
         _write_logs(out, progress, metrics, info, cfg, base)
         _say(args, _summary(progress.history[-1], base))
+    margin = base["ngram_val_nll"] - progress.best_val_nll
     _say(args, f"best validation NLL {progress.best_val_nll:.4f} (epoch {progress.best_epoch}) vs "
-               f"{NGRAM_ORDER}-gram {base['ngram_val_nll']:.4f}: "
-               f"{base['ngram_val_nll'] - progress.best_val_nll:+.4f} nats/token better; {out / 'best.pt'}")
+               f"{NGRAM_ORDER}-gram {base['ngram_val_nll']:.4f}: {abs(margin):.4f} nats/token "
+               f"{'better' if margin > 0 else 'WORSE (train longer or bigger)'}; {out / 'best.pt'}")
     return metrics
 
 

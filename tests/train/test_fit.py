@@ -60,11 +60,14 @@ def _random_songs(rng, count):
     return [np.array([BOS, *rng.integers(4, 90, int(rng.integers(3, 120))), EOS]) for _ in range(count)]
 
 
-def test_every_position_is_a_target_once_and_state_follows_the_song():
+@pytest.mark.parametrize("shuffle", [False, True])
+def test_every_position_is_a_target_once_and_state_follows_the_song(shuffle):
     rng = np.random.default_rng(0)
-    songs = _random_songs(rng, 13)
-    batches = list(stream_batches(songs, batch_size=4, seq_len=16))
-    assert len(batches) == count_batches(songs, 4, 16)
+    songs = _random_songs(rng, 13) + [np.array([BOS, *rng.integers(4, 90, 700), EOS])]
+    batches = list(stream_batches(songs, batch_size=4, seq_len=16, rng=rng if shuffle else None))
+    assert len(batches) == count_batches(songs, 4, 16, training=shuffle)
+    if shuffle:                                           # the long song is cut: streams end together
+        assert (batches[-1].targets != PAD).any(axis=1).sum() >= 2
     targets = np.concatenate([b.targets.ravel() for b in batches])
     expected = np.concatenate([s[1:] for s in songs])
     assert sorted(targets[targets != PAD].tolist()) == sorted(expected.tolist())
