@@ -212,6 +212,8 @@ class _signals_stop:
         self.previous: dict[int, object] = {}
 
     def _handler(self, signum, frame) -> None:
+        if self.session.closing:
+            return                      # already silencing: let it finish
         if self.session.stopping:
             raise KeyboardInterrupt
         self.session.stop()

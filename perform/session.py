@@ -78,6 +78,7 @@ class Session:
         self.answers = 0
         self.errors: list[str] = []
         self._stop = threading.Event()
+        self.closing = False          # set while silencing on the way out
 
     # public --------------------------------------------------------------------------------------
     @property
@@ -113,6 +114,7 @@ class Session:
 
     def close(self) -> None:
         """Silence everything (note-offs, then CC 123), stop clock, write the recording."""
+        self.closing = True
         try:
             self.scheduler.panic(extra_channels=(self.channel,))
             if self.send_clock:
