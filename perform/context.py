@@ -19,6 +19,10 @@ from .tokens import Note
 
 def normalize(notes: Sequence[Note], step: int) -> tuple[Note, ...]:
     """One canonical form per step: start_step set, one note per pitch, rising pitch."""
+    if not notes:
+        return ()
+    if len(notes) == 1 and notes[0].start_step == step:
+        return (notes[0],)
     return tuple(merge_same_step(Note(step, n.pitch, n.dur_steps, n.velocity) for n in notes))
 
 
