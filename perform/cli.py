@@ -152,13 +152,13 @@ def render_to_file(args: argparse.Namespace, cfg: Config, generator) -> int:
 
 
 def play_live(args: argparse.Namespace, cfg: Config, generator, provider: str) -> int:
-    from .listener import Listener
+    from .listener import CLOCK_TYPES, IGNORED_TYPES, Listener
     from .ports import open_input, open_output
     from .record import Recorder
     from .session import Session
     from .status import StatusLine
     recorder = Recorder(args.record, cfg.grid.steps_per_beat) if args.record else None
-    listener = Listener()
+    listener = Listener(ignored=IGNORED_TYPES if cfg.clock.sync else IGNORED_TYPES | CLOCK_TYPES)
     api = cfg.ports.api or None
     with ExitStack() as stack:
         output = open_output(cfg.ports.output or None, api=api, virtual=cfg.ports.virtual)

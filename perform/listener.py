@@ -21,13 +21,17 @@ from .tokens import Note
 # Messages the instrument never uses; dropped in the callback so a flood of them costs nothing.
 IGNORED_TYPES = frozenset({"sysex", "active_sensing", "polytouch", "aftertouch", "quarter_frame",
                            "tune_request", "song_select"})
+#: MIDI clock and transport: used only when following a master clock (--sync).
+CLOCK_TYPES = frozenset({"clock", "start", "stop", "continue", "songpos"})
 
 
 class Listener:
     """A bounded queue of (stamp_s, message) fed by the input port's callback."""
 
-    def __init__(self, maxsize: int = 4096, now: Callable[[], float] = time.perf_counter) -> None:
+    def __init__(self, maxsize: int = 4096, now: Callable[[], float] = time.perf_counter,
+                 ignored: frozenset[str] = IGNORED_TYPES) -> None:
         self.now = now
+        self.ignored_types = ignored
         self._queue: queue.Queue = queue.Queue(maxsize)
         self._arrived = threading.Event()
         self.dropped = 0        # queue full
@@ -37,7 +41,7 @@ class Listener:
     def callback(self, msg: mido.Message) -> None:
         """Stamp and enqueue. Never blocks."""
         stamp_s = self.now()
-        if msg.type in IGNORED_TYPES:
+        if msg.type in self.ignored_types:
             self.ignored += 1
             return
         try:

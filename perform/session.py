@@ -29,14 +29,13 @@ from .clock import TickClock
 from .context import ContextFolder
 from .controls import Controls
 from .errors import PortError
-from .listener import Listener, PlayerTrack
+from .listener import CLOCK_TYPES, Listener, PlayerTrack
 from .record import INSTRUMENT, PLAYER, Recorder
 from .scheduler import INST, THRU, Scheduler
 from .status import LatencyWindow, StatusLine
 from .tokens import Note
 
 CLOCK = "clock"
-CLOCK_TYPES = frozenset({"clock", "start", "stop", "continue", "songpos"})
 SPIN_S = 0.0005                   # spin (yielding) the last half millisecond before a deadline
 SYNC_TOLERANCE_S = 0.001          # re-anchor on the master's clock when further off than this
 THRU_TYPES = frozenset({"note_on", "note_off", "control_change", "pitchwheel", "program_change"})
