@@ -24,6 +24,7 @@ from .tokens import Note
 
 TICKS_PER_BEAT = 480
 DRUM_CHANNEL = 9
+PRIME_MAX_STEPS = 1024      # a long prime file: only its last 1024 steps (64 bars of 4/4) are fed
 
 
 def parse_form(text: str | None) -> list[str]:
@@ -32,8 +33,8 @@ def parse_form(text: str | None) -> list[str]:
 
 
 def read_prime(path: str | Path, steps_per_beat: int, max_dur_steps: int) -> list[Note]:
-    """The notes of a MIDI file on the grid (drum channel 10 left out), starting at step 0.
-    Raises MidiFileError for a missing, unreadable or empty file."""
+    """The notes of a MIDI file on the grid (drum channel 10 left out), starting at step 0; of a
+    long file only the last PRIME_MAX_STEPS steps. Raises MidiFileError for a missing, unreadable or empty file."""
     path = Path(path)
     try:
         mid = mido.MidiFile(str(path), clip=True)
@@ -47,8 +48,9 @@ def read_prime(path: str | Path, steps_per_beat: int, max_dur_steps: int) -> lis
     if not notes:
         raise MidiFileError(f"prime file {path} has no notes (outside the drum channel); "
                             f"pass a file with a melody or chords")
-    first = notes[0].start_step
-    return [Note(n.start_step - first, n.pitch, n.dur_steps, n.velocity) for n in notes]
+    first = max(notes[0].start_step, notes[-1].start_step + 1 - PRIME_MAX_STEPS)
+    return [Note(n.start_step - first, n.pitch, n.dur_steps, n.velocity) for n in notes
+            if n.start_step >= first]
 
 
 def _note_events(mid: mido.MidiFile, steps_per_beat: int) -> list[tuple[float, int, int]]:

@@ -127,3 +127,12 @@ print(rc, 'rtmidi' in sys.modules and sys.modules['rtmidi'] is not None)
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert out.stdout.split() == ["0", "False"], out.stderr
     assert len(file_notes(tmp_path / "x.mid")) == 32
+
+
+def test_a_long_prime_keeps_only_its_last_1024_steps(tmp_path):
+    events = []
+    for k in range(600):                                 # a note every 2 steps: 1200 steps
+        events += [(k * 48, "note_on", 60 + k % 12, 90, 0), (k * 48 + 24, "note_off", 60 + k % 12, 0, 0)]
+    prime = read_prime(make_midi(tmp_path / "long.mid", events), 4, 32)
+    assert prime[0].start_step == 1 and prime[-1].start_step == 1023   # the window is 0..1023
+    assert len(prime) == 512 and prime[-1].pitch == 60 + 599 % 12
