@@ -94,10 +94,16 @@ class Session:
         self.listener.wake()
 
     def run(self, max_ticks: int | None = None, stop_event: threading.Event | None = None) -> dict:
-        """Play until `max_ticks` ticks were processed, `stop_event` or stop() is set, or an error.
-        Every way out silences every sounding note, then sends all-notes-off. Returns stats()."""
+        """Play until `max_ticks` ticks were processed (counted from the first run), `stop_event`
+        or stop() is set, or an error. Every way out silences every sounding note, then sends
+        all-notes-off. Returns stats(). A later run() resumes at the current tick."""
         stop_event = stop_event or self._stop
-        self.clock.start()
+        if self.tick == 0:
+            self.clock.start()
+        else:                               # resumed (e.g. after replace_output): from now on
+            self.clock.anchor(self.tick, self.now())
+        self._stop.clear()
+        self.closing = False
         if self.send_clock:
             self.scheduler.at(self.clock.deadline_s(0), mido.Message("start"), CLOCK)
             self._schedule_clock(0)
@@ -110,6 +116,16 @@ class Session:
         finally:
             self.close()
         return self.stats()
+
+    def replace_output(self, port) -> None:
+        """Play on another port from the next run() (after the old one failed: reconnecting).
+        The notes the old port was playing are forgotten; run() resumes at the current tick."""
+        self.scheduler.port = port
+        for owner in self.scheduler.sounding:
+            self.scheduler.sounding[owner].clear()
+        self.scheduler.cancel(INST)
+        self.scheduler.cancel(THRU)
+        self.scheduler.cancel(CLOCK)
 
     def close(self) -> None:
         """Silence everything (note-offs, then CC 123), stop clock, write the recording."""

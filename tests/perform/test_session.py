@@ -343,3 +343,19 @@ def test_the_input_queue_is_bounded_counts_drops_and_ignores_floods_of_unused_me
     assert (listener.received, listener.dropped, listener.ignored) == (10, 5, 2000)
     assert [stamp for stamp, _ in listener.drain()] == [1.0] * 10
     assert listener.drain() == []
+
+
+def test_after_the_output_fails_a_new_port_resumes_on_the_grid():
+    gen = FakeGenerator(lambda s: [(60 + s % 12, 1, 80)])
+    clock, port, gen, session = make("solo", gen, port_kwargs={"fail_after": 6})
+    with pytest.raises(PortError):
+        session.run(max_ticks=40)
+    failed_at = session.tick
+    clock.t += 0.3                                       # time to find the port again
+    new_port = FakePort(clock)
+    session.replace_output(new_port)
+    session.run(max_ticks=failed_at + 8)
+    ons = [(t - clock.t) for t, m in new_port.sent if m.type == "note_on"]
+    assert len(ons) == 7 and new_port.sounding_after() == set()
+    gaps = [round(b - a, 9) for a, b in zip(ons, ons[1:])]
+    assert gaps == [PERIOD_S] * 6                         # one step apart, on the new grid
