@@ -73,7 +73,8 @@ class Session:
         self.tick = 0
         self.last_notes: tuple[int, ...] = ()
         self.step_latency = LatencyWindow()
-        self.answer_latency_s: list[float] = []
+        self.answer_latency_s: list[float] = []         # pause noticed -> first answer step scheduled
+        self._answer_starts = False
         self.answers = 0
         self.errors: list[str] = []
         self._stop = threading.Event()
@@ -224,12 +225,13 @@ class Session:
         self._follow_clock(tick)
         step = tick + 1
         now_steps = self.clock.steps_at(started_s)
+        self._answer_starts = False
         play = self._decide(step)
         self.folder.sync(self._heard(now_steps), step)
         if play:
             notes = self.folder.generate()
             self._schedule(step, notes)
-            if self.answer_end is not None and step == self.answer_end - self.answer_steps():
+            if self._answer_starts:         # the pause was noticed on this tick
                 self.answer_latency_s.append(self.now() - started_s)
         if self.send_clock:
             self._schedule_clock(step)
@@ -255,7 +257,7 @@ class Session:
             return False
         if step >= release + self.pause_steps:
             self.answer_end = step + self.answer_steps()
-            self.phrase_pending = False
+            self.phrase_pending, self._answer_starts = False, True
             self.answers += 1
             return True
         return False
