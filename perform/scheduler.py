@@ -19,7 +19,7 @@ import mido
 from .errors import PortError
 
 INST, THRU = "inst", "thru"
-LATENESS_KEPT = 1 << 16
+LATENESS_KEPT = 1 << 14
 
 
 class Scheduler:

@@ -21,6 +21,7 @@ from __future__ import annotations
 import math
 import threading
 import time
+from collections import deque
 from typing import Callable
 
 import mido
@@ -73,7 +74,7 @@ class Session:
         self.tick = 0
         self.last_notes: tuple[int, ...] = ()
         self.step_latency = LatencyWindow()
-        self.answer_latency_s: list[float] = []         # pause noticed -> first answer step scheduled
+        self.answer_latency_s: deque[float] = deque(maxlen=1024)  # pause noticed -> answer scheduled
         self._answer_starts = False
         self.answers = 0
         self.errors: list[str] = []
