@@ -39,6 +39,7 @@ from .tokens import Note
 CLOCK = "clock"
 SPIN_S = 0.0005                   # spin (yielding) the last half millisecond before a deadline
 SYNC_TOLERANCE_S = 0.001          # re-anchor on the master's clock when further off than this
+SYNC_TEMPO_CHANGE = 0.005         # take the master's tempo when it differs by more than 0.5%
 THRU_TYPES = frozenset({"note_on", "note_off", "control_change", "pitchwheel", "program_change"})
 
 
@@ -301,7 +302,7 @@ class Session:
         bpm, pulse_s = f.tempo_bpm, f.pulse_s
         if not bpm or not 10.0 <= bpm <= 400.0 or f.position_beats is None:
             return
-        if abs(bpm - self.clock.bpm) > 0.1:
+        if abs(bpm - self.clock.bpm) > SYNC_TEMPO_CHANGE * self.clock.bpm:   # not every wobble
             self.clock.set_bpm(round(bpm, 2), tick)
         spb = self.cfg.grid.steps_per_beat
         if self._sync_offset is None:       # the next master step after now becomes tick + 1
