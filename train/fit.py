@@ -176,8 +176,7 @@ def train_epoch(model: JamLSTM, opt: torch.optim.Optimizer, songs, cfg: Config, 
     t = cfg.train
     rng = np.random.default_rng([t.seed, epoch])
     torch.manual_seed(t.seed * 100_003 + epoch)
-    scaler = torch.amp.GradScaler("cuda", enabled=device.type == "cuda"
-                                  and not torch.cuda.is_bf16_supported())
+    scaler = torch.amp.GradScaler("cuda", enabled=device.type == "cuda")     # fp16 autocast
     model.train()
     loss_sum, tokens, state, partial = 0.0, 0, None, False
     start = time.perf_counter()
