@@ -181,3 +181,19 @@ def test_virtual_opens_virtual_ports_unless_a_real_input_is_named(monkeypatch, f
     assert fake_ports["out_args"] == (None, None, True) and opened[-1] == (None, True)
     assert cli.main(["--virtual", "--input", "keys", "--seconds", "0.05", "--quiet"]) == 0
     assert opened[-1] == ("keys", False)
+
+
+def test_record_option_writes_the_jam(tmp_path, fake_model, fake_ports):
+    path = tmp_path / "jam.mid"
+    assert cli.main(["--port", "x", "--mode", "solo", "--bpm", "400", "--seconds", "0.2", "--quiet",
+                     "--record", str(path)]) == 0
+    mid = mido.MidiFile(str(path))
+    assert [t.name for t in mid.tracks] == ["player", "instrument"]
+    played = [m for m in fake_ports["out"].sent if m.type == "note_on"]
+    recorded = [m for m in mid.tracks[1] if m.type == "note_on"]
+    assert len(recorded) == len(played) > 0
+
+
+def test_record_into_a_missing_folder_fails_before_playing(tmp_path, capsys, fake_model, fake_ports):
+    assert cli.main(["--port", "x", "--record", str(tmp_path / "no" / "jam.mid")]) == 2
+    assert "does not exist" in capsys.readouterr().err and "out" not in fake_ports
