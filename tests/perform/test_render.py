@@ -136,3 +136,10 @@ def test_a_long_prime_keeps_only_its_last_1024_steps(tmp_path):
     prime = read_prime(make_midi(tmp_path / "long.mid", events), 4, 32)
     assert prime[0].start_step == 1 and prime[-1].start_step == 1023   # the window is 0..1023
     assert len(prime) == 512 and prime[-1].pitch == 60 + 599 % 12
+
+
+def test_writing_into_a_missing_folder_or_reading_a_folder_is_a_clear_error(tmp_path):
+    with pytest.raises(MidiFileError, match="does not exist"):
+        write_midi([Note(0, 60, 1, 90)], tmp_path / "no" / "x.mid", 120, 4, 16)
+    with pytest.raises(MidiFileError, match="cannot read"):
+        read_prime(tmp_path, 4, 32)
