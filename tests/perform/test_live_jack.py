@@ -10,6 +10,7 @@ late. bench/live.py measures the distribution.
 
 from __future__ import annotations
 
+import os
 import signal
 import statistics
 import subprocess
@@ -21,6 +22,7 @@ import mido
 import pytest
 
 from perform import ports
+from perform.midiclock import ClockSender, MidiClockFollower
 
 BPM = 240.0
 PERIOD_S = 60.0 / (BPM * 4)          # 62.5 ms a step
@@ -54,7 +56,8 @@ class Rig:
             PERFORM + ["--model", str(model), "--api", "jack", "--port", "e2e-reader",
                        "--input", "e2e-player", "--bpm", str(BPM), "--quiet",
                        "--stats-json", str(stats_path), *options],
-            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+            env={**os.environ, "PYTHONFAULTHANDLER": "1"})  # SIGABRT dumps every thread's stack
         self.stderr: list[str] = []
         threading.Thread(target=self._read_stderr, daemon=True).start()
         self._wait_started()
@@ -106,8 +109,13 @@ class Rig:
         try:
             self.proc.wait(timeout=15)
         except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
+            self.proc.send_signal(signal.SIGABRT)
+            try:
+                self.proc.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+            time.sleep(0.2)
             raise AssertionError(f"perform did not exit within 15 s of {sig!r}: {''.join(self.stderr)}")
         finally:
             time.sleep(0.2)
@@ -207,3 +215,56 @@ def test_a_misspelled_port_is_an_error_listing_the_ports_and_creates_none(jack_s
         assert listed.returncode == 0 and "e2e-synth:Synth In" in listed.stdout
     finally:
         synth.close()
+
+
+def test_send_clock_gives_a_follower_the_tempo(jack_server, tiny_onnx, tmp_path):
+    rig = Rig(tiny_onnx, tmp_path / "stats.json", "--mode", "solo", "--send-clock", "--seed", "3")
+    try:
+        time.sleep(2.0)
+    finally:
+        code, err = rig.stop()
+    assert code == 0, err
+    follower = MidiClockFollower()
+    for msg, t_s in rig.received:
+        follower.feed(msg, t_s)
+    assert follower.pulses_seen >= 2 * 24 * 4 * 0.9           # 2 s at 4 beats a second
+    assert follower.tempo_bpm == pytest.approx(BPM, abs=1.0)
+    assert [m.type for m, _ in rig.received if m.type in ("start", "stop")] == ["start", "stop"]
+
+
+def test_sync_follows_the_masters_clock_onto_its_grid(jack_server, tiny_onnx, tmp_path):
+    """A master at 150 bpm drives `perform --sync --bpm 240`: its notes land on the master's steps
+    (the times the master's pulses 0, 6, 12, ... actually left, give or take the two ports)."""
+    master_bpm = 150.0
+    rig = Rig(tiny_onnx, tmp_path / "stats.json", "--mode", "solo", "--sync", "--seed", "4")
+    sender = ClockSender(master_bpm)
+    stop = threading.Event()
+    step_sent_s: list[float] = []      # when each master step's pulse was sent
+
+    def master() -> None:
+        for msg in sender.start(time.perf_counter() + 0.1):
+            rig.player.send(msg)
+        while not stop.is_set():
+            for _, msg in sender.pop_due(time.perf_counter()):
+                rig.player.send(msg)
+                if sender.pulses_sent % 6 == 1:
+                    step_sent_s.append(time.perf_counter())
+            time.sleep(max(0.0, min(0.002, sender.next_deadline_s - time.perf_counter())))
+
+    thread = threading.Thread(target=master, daemon=True)
+    thread.start()
+    try:
+        time.sleep(4.0)
+    finally:
+        stop.set()
+        thread.join()
+        code, err = rig.stop()
+    assert code == 0, err
+    ons = [t for m, t in rig.received if m.type == "note_on" and m.velocity > 0
+           and t > step_sent_s[0] + 1.5]
+    assert len(ons) >= 10, f"too few notes after locking on: {len(ons)}; stats: {rig.stats()}"
+    errors = [min((t - s for s in step_sent_s), key=abs) for t in ons]
+    shown = (f"errors in ms, sorted: {sorted(round(e * 1000, 1) for e in errors)}; "
+             f"perform's stats: {rig.stats()}")
+    assert statistics.median(abs(e) for e in errors) <= 2 * GRID_TOLERANCE_S, shown
+    assert max(abs(e) for e in errors) <= MAX_ERROR_S, shown
