@@ -118,3 +118,26 @@ def test_the_dynamo_exporter_gives_the_same_file_contract(ckpt, tmp_path, capsys
     report = json.loads(capsys.readouterr().out)
     assert report["max_abs_logit_diff"] <= 1e-4
     assert Engine(out, providers=(CPU,)).vocab == V
+
+
+def test_compare_scores_variants_on_music(fp32, ckpt, tmp_path, monkeypatch, capsys):
+    import mido
+
+    from export.compare import main as compare_main
+    monkeypatch.chdir(tmp_path)                          # the corpus cache goes here
+    song = mido.MidiFile(ticks_per_beat=480)
+    track = mido.MidiTrack()
+    song.tracks.append(track)
+    for pitch in (60, 62, 64, 65, 67, 69, 71, 72) * 4:
+        track += [mido.Message("note_on", note=pitch, velocity=80, time=0),
+                  mido.Message("note_off", note=pitch, velocity=0, time=240)]
+    song.save(tmp_path / "scale.mid")
+    int8 = tmp_path / "m8.onnx"
+    assert main([str(ckpt[0]), "-o", str(int8), "--int8", "--tokens", "50"]) == 0
+    capsys.readouterr()
+    assert compare_main([str(fp32), str(int8), "--corpus", str(tmp_path / "scale.mid"), "--json"]) == 0
+    first, second = json.loads(capsys.readouterr().out)
+    # BOS, 31 x (NOTE DUR VEL STEP STEP), NOTE DUR VEL STEP, EOS: 161 tokens, 160 predictions
+    assert first["tokens"] == second["tokens"] == 160
+    assert first["mean_kl_vs_first"] == 0.0 and 0 <= second["mean_kl_vs_first"] < 0.01
+    assert abs(first["nll"] - second["nll"]) < 0.05 and second["precision"] == "int8"
