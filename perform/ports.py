@@ -151,7 +151,8 @@ def find_port(query: str, names: Iterable[str], kind: str = "output") -> str:
 def hardware_inputs(names: Iterable[str], api: str, client_name: str = DEFAULT_CLIENT) -> list[str]:
     """The inputs a player's keyboard could be: not ours, not a loopback/through or software port.
 
-    JACK: only physical ports (`system:` from jackd's MIDI driver, `a2j:` from the ALSA bridge).
+    JACK: only physical ports (`system:` from jackd's MIDI driver, `a2j:` from the ALSA bridge,
+    `Midi-Bridge:` from PipeWire).
     ALSA: kernel clients (client number < 128) other than Midi Through. CoreMIDI and Windows: every
     port but loopback buses (IAC, loopMIDI) and rtmidi's own default-named clients.
     """
@@ -163,7 +164,7 @@ def hardware_inputs(names: Iterable[str], api: str, client_name: str = DEFAULT_C
             continue
         if any(word in low for word in _NOT_HARDWARE):
             continue
-        if api == "jack" and not low.startswith(("system:", "a2j:")):
+        if api == "jack" and not low.startswith(("system:", "a2j:", "midi-bridge:")):
             continue
         if api == "alsa":
             m = re.search(r"\s(\d+):(\d+)$", name)

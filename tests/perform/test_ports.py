@@ -62,8 +62,10 @@ def test_api_names_are_case_insensitive_and_empty_means_default():
 @pytest.mark.parametrize("api, names, chosen", [
     ("jack", ["system:midi_capture_1", "a2j:Keystation [20] (capture): Keystation MIDI 1",
               "lstm-jam:lstm-jam out", "lstm-jam-01:lstm-jam in", "RtMidiOut Client:player",
-              "a2j:Midi Through [14] (capture): Midi Through Port-0", "Hydrogen:out"],
-     ["system:midi_capture_1", "a2j:Keystation [20] (capture): Keystation MIDI 1"]),
+              "a2j:Midi Through [14] (capture): Midi Through Port-0", "Hydrogen:out",
+              "Midi-Bridge:Arturia KeyStep 37 0 (capture): KeyStep 37 MIDI 1"],
+     ["system:midi_capture_1", "a2j:Keystation [20] (capture): Keystation MIDI 1",
+      "Midi-Bridge:Arturia KeyStep 37 0 (capture): KeyStep 37 MIDI 1"]),
     ("alsa", ["Midi Through:Midi Through Port-0 14:0", "Keystation 49:Keystation 49 MIDI 1 20:0",
               "lstm-jam:lstm-jam out 128:0", "VMPK Output:out 129:0"],
      ["Keystation 49:Keystation 49 MIDI 1 20:0"]),
