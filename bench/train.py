@@ -19,6 +19,7 @@ Figures:
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
 import tempfile
@@ -107,7 +108,8 @@ def throughput(cfg, vocab, steps: int, cache_dir: str) -> dict:
 def training(paths: list[str], minutes: float, sets: list[str], out: Path) -> dict:
     """A `python -m train` run under a time budget; its best validation NLL beside the baselines."""
     flags = [f for s in sets for f in ("--set", s)] + ["--threads", str(torch.get_num_threads())]
-    code = fit_main([*paths, "--out", str(out), "--max-minutes", str(minutes), "--quiet", *flags])
+    with contextlib.redirect_stdout(sys.stderr):          # epoch lines to stderr; stdout is the JSON
+        code = fit_main([*paths, "--out", str(out), "--max-minutes", str(minutes), "--quiet", *flags])
     if code != 0:
         raise SystemExit(f"training on {paths or 'the Bach chorales'} failed with status {code}")
     log = json.loads((out / "metrics.json").read_text())
