@@ -39,21 +39,31 @@ class Sampler:
 
     def sample(self, logits: np.ndarray, mask: np.ndarray | None = None) -> int:
         """A token id drawn from softmax(logits / temperature) restricted by mask, top-k and top-p.
-        `logits` is not modified. Raises ValueError when the mask allows nothing."""
-        candidates = np.flatnonzero(mask) if mask is not None else np.arange(len(logits))
-        if candidates.size == 0:
-            raise ValueError("the mask allows no token")
-        scores = np.asarray(logits, dtype=np.float64)[candidates]
-        scores = np.where(np.isnan(scores), -np.inf, scores)
-        if not np.isfinite(scores.max()):            # nothing to go by: uniform over the allowed
-            return int(candidates[self._rng.integers(candidates.size)])
-        order = np.argsort(-scores, kind="stable")    # most likely first
-        if 0 < self.top_k < order.size:
-            order = order[:self.top_k]
-        probs = np.exp((scores[order] - scores[order[0]]) / self._temperature)
-        cumulative = np.cumsum(probs)
-        if self.top_p < 1.0:                          # fewest tokens reaching top_p of the mass
+        `logits` is not modified. Top-k keeps ties with the k-th. Raises ValueError when the mask
+        allows nothing."""
+        x = np.asarray(logits, dtype=np.float64)
+        x = np.where(mask, x, -np.inf) if mask is not None else x.copy()
+        top = x.max()
+        if not np.isfinite(top):                     # NaN somewhere, or nothing allowed
+            return self._fallback(x, mask)
+        if 0 < self.top_k < x.size:
+            kth = np.partition(x, x.size - self.top_k)[x.size - self.top_k]
+            x[x < kth] = -np.inf
+        probs = np.exp((x - top) / self._temperature)   # masked: exp(-inf) = 0
+        if self.top_p < 1.0:                         # the fewest likeliest tokens reaching top_p
+            order = np.argsort(-probs, kind="stable")
+            cumulative = np.cumsum(probs[order])
             keep = int(np.searchsorted(cumulative, self.top_p * cumulative[-1])) + 1
-            cumulative = cumulative[:keep]
+            probs[order[keep:]] = 0.0
+        cumulative = np.cumsum(probs)
         pick = int(np.searchsorted(cumulative, self._rng.random() * cumulative[-1], side="right"))
-        return int(candidates[order[min(pick, cumulative.size - 1)]])
+        return min(pick, x.size - 1)
+
+    def _fallback(self, x: np.ndarray, mask: np.ndarray | None) -> int:
+        allowed = np.flatnonzero(mask) if mask is not None else np.arange(x.size)
+        if allowed.size == 0:
+            raise ValueError("the mask allows no token")
+        x = np.where(np.isnan(x), -np.inf, x)
+        if np.isfinite(x.max()):                     # NaNs among finite scores: drop the NaNs
+            return self.sample(x, mask)
+        return int(allowed[self._rng.integers(allowed.size)])   # nothing to go by: uniform
