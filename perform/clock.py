@@ -14,6 +14,7 @@ before a deadline is spent yielding in a loop instead of sleeping (a sleep overs
 from __future__ import annotations
 
 import time
+from collections import deque
 from typing import Callable
 
 from .errors import ConfigError
@@ -93,3 +94,62 @@ class TickClock:
             self.late_ticks += 1
         self.max_lateness_s = max(self.max_lateness_s, lateness_s)
         return lateness_s
+
+
+class PulseGrid:
+    """The master's pulse grid from stamped MIDI clock pulses (--sync), robust to late stamps.
+
+    Pulses reach us late by varying amounts (port periods, polling, scheduling), never early, so the
+    grid follows the least delayed pulses: a first period from a least-squares fit of stamp against
+    pulse index, then the line through the least delayed pulse of the first and of the last quarter of the
+    window. A burst
+    of late pulses does not drag the grid late. Needs `min_pulses` pulses before it answers.
+    """
+
+    def __init__(self, window: int = 96, min_pulses: int = 12) -> None:
+        self.pulses: deque[tuple[int, float]] = deque(maxlen=window)
+        self.min_pulses = min_pulses
+
+    def reset(self) -> None:
+        self.pulses.clear()
+
+    def add(self, index: int, stamp_s: float) -> None:
+        if self.pulses and index <= self.pulses[-1][0]:
+            self.pulses.clear()               # the master jumped back: a new run
+        self.pulses.append((index, stamp_s))
+
+    def line(self) -> tuple[float, float] | None:
+        """(phase_s, period_s): pulse i falls at phase_s + i * period_s; None until enough pulses."""
+        n = len(self.pulses)
+        if n < max(self.min_pulses, 4):
+            return None
+        mean_i = sum(i for i, _ in self.pulses) / n
+        mean_t = sum(t for _, t in self.pulses) / n
+        var = sum((i - mean_i) ** 2 for i, _ in self.pulses)
+        period_s = sum((i - mean_i) * (t - mean_t) for i, t in self.pulses) / var
+        if period_s <= 0:
+            return None
+        pulses = list(self.pulses)
+        quarter = n // 4                      # the two are at least half the window apart
+        early = min(pulses[:quarter], key=lambda p: p[1] - p[0] * period_s)
+        late = min(pulses[n - quarter:], key=lambda p: p[1] - p[0] * period_s)
+        period_s = (late[1] - early[1]) / (late[0] - early[0])
+        if period_s <= 0:
+            return None
+        phase_s = min(t - i * period_s for i, t in pulses)
+        return phase_s, period_s
+
+    def pulse_s(self) -> float | None:
+        """Seconds per pulse; None until enough pulses arrived."""
+        line = self.line()
+        return None if line is None else line[1]
+
+    def time_of_pulse(self, index: float) -> float | None:
+        """When pulse `index` falls (the stamps' clock)."""
+        line = self.line()
+        return None if line is None else line[0] + index * line[1]
+
+    def index_at(self, time_s: float) -> float | None:
+        """The (fractional) pulse index at a time."""
+        line = self.line()
+        return None if line is None else (time_s - line[0]) / line[1]

@@ -26,7 +26,7 @@ from typing import Callable
 
 import mido
 
-from .clock import TickClock
+from .clock import PulseGrid, TickClock
 from .context import ContextFolder
 from .controls import Controls
 from .errors import PortError
@@ -38,7 +38,7 @@ from .tokens import Note
 
 CLOCK = "clock"
 SPIN_S = 0.0005                   # spin (yielding) the last half millisecond before a deadline
-SYNC_TOLERANCE_S = 0.001          # re-anchor on the master's clock when further off than this
+SYNC_TOLERANCE_S = 0.0002         # re-anchor on the master's clock when further off than this
 SYNC_TEMPO_CHANGE = 0.005         # take the master's tempo when it differs by more than 0.5%
 THRU_TYPES = frozenset({"note_on", "note_off", "control_change", "pitchwheel", "program_change"})
 
@@ -65,6 +65,7 @@ class Session:
         self.recorder, self.status, self.provider = recorder, status, provider
         self.follower = clock_follower
         self._sync_offset: int | None = None              # session tick - master step (--sync)
+        self.pulses = PulseGrid()                           # the master's clock pulses (--sync)
         self.channel = config.ports.channel - 1
         self.thru = config.ports.thru
         self.send_clock = config.clock.send_clock
@@ -175,7 +176,7 @@ class Session:
         at_steps = self.clock.steps_at(stamp_s)
         if msg.type in CLOCK_TYPES:
             if self.follower is not None:
-                self.follower.feed(msg, stamp_s)
+                self._on_clock(msg, stamp_s)
             return
         if msg.type == "control_change" and self.controls.handles(msg.control):
             self._on_control(msg.control, msg.value)
@@ -288,28 +289,35 @@ class Session:
         for pulse in range(first, last):
             self.scheduler.at(self.clock.deadline_s(pulse * spb / 24), mido.Message("clock"), CLOCK)
 
+    def _on_clock(self, msg: mido.Message, stamp_s: float) -> None:
+        f = self.follower
+        f.feed(msg, stamp_s)
+        if msg.type != "clock":
+            self.pulses.reset()             # start, stop, continue, song position: a new run
+        elif f.running and f.last_pulse_index is not None:
+            self.pulses.add(f.last_pulse_index, stamp_s)
+
     def _follow_clock(self, tick: int) -> None:
         """--sync: while the master runs, take its tempo and lock the next tick to its grid;
         while it is stopped, play nothing."""
-        f = self.follower
-        if f is None:
+        if self.follower is None:
             return
-        if not f.running:
+        if not self.follower.running:
             if self._sync_offset is not None:
                 self._cut_answer(self.clock.steps_at(self.now()))
             self._sync_offset = None
             return
-        bpm, pulse_s = f.tempo_bpm, f.pulse_s
-        if not bpm or not 10.0 <= bpm <= 400.0 or f.position_beats is None:
+        pulse_s = self.pulses.pulse_s()
+        if pulse_s is None or not 10.0 <= 60.0 / (24 * pulse_s) <= 400.0:
             return
+        bpm = 60.0 / (24 * pulse_s)
         if abs(bpm - self.clock.bpm) > SYNC_TEMPO_CHANGE * self.clock.bpm:   # not every wobble
             self.clock.set_bpm(round(bpm, 2), tick)
-        spb = self.cfg.grid.steps_per_beat
+        per_step = 24 / self.cfg.grid.steps_per_beat                         # pulses a step
         if self._sync_offset is None:       # the next master step after now becomes tick + 1
-            master_steps = f.position_beats * spb + (self.now() - f.last_pulse_s) * spb / (24 * pulse_s)
-            self._sync_offset = tick + 1 - math.ceil(master_steps)
-        target_s = f.time_of_beat((tick + 1 - self._sync_offset) / spb)
-        if target_s is not None and abs(target_s - self.clock.deadline_s(tick + 1)) > SYNC_TOLERANCE_S:
+            self._sync_offset = tick + 1 - math.ceil(self.pulses.index_at(self.now()) / per_step)
+        target_s = self.pulses.time_of_pulse((tick + 1 - self._sync_offset) * per_step)
+        if abs(target_s - self.clock.deadline_s(tick + 1)) > SYNC_TOLERANCE_S:
             self.clock.anchor(tick + 1, target_s)
 
     def _forget(self, before_step: int) -> None:

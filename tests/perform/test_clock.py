@@ -69,3 +69,20 @@ def test_the_last_stretch_before_a_deadline_is_spun_not_slept():
     assert slept == [pytest.approx(0.008, abs=0.002)]
     clock.sleep_until(time.perf_counter() + 0.001)      # within the spin: no sleep, returns on time
     assert len(slept) == 1
+
+
+def test_pulse_grid_follows_the_least_delayed_pulses():
+    from perform.clock import PulseGrid
+    grid = PulseGrid(window=48, min_pulses=12)
+    period_s = 0.02
+    for i in range(11):
+        grid.add(i, 1.0 + i * period_s)
+    assert grid.line() is None                            # not enough pulses yet
+    for i in range(11, 60):
+        late_s = 0.015 if i % 3 == 0 else (0.001 if i % 2 else 0.0)   # many pulses late
+        grid.add(i, 1.0 + i * period_s + late_s)
+    assert grid.pulse_s() == pytest.approx(period_s, abs=1e-6)
+    assert grid.time_of_pulse(100) == pytest.approx(1.0 + 100 * period_s, abs=1e-5)
+    assert grid.index_at(1.0 + 70.5 * period_s) == pytest.approx(70.5, abs=1e-3)
+    grid.add(0, 5.0)                                      # the master started again
+    assert len(grid.pulses) == 1 and grid.line() is None

@@ -359,3 +359,27 @@ def test_after_the_output_fails_a_new_port_resumes_on_the_grid():
     assert len(ons) == 7 and new_port.sounding_after() == set()
     gaps = [round(b - a, 9) for a, b in zip(ons, ons[1:])]
     assert gaps == [PERIOD_S] * 6                         # one step apart, on the new grid
+
+
+def test_sync_stays_on_the_master_grid_when_pulses_arrive_late_by_varying_amounts():
+    import random
+    from perform.midiclock import MidiClockFollower
+    rng = random.Random(7)
+    cfg = load_config(None, {"perform": {"mode": "solo"}, "clock": {"bpm": 240, "sync": True}})
+    clock = FakeClock(T0)
+    port = FakePort(clock)
+    session = Session(cfg, FakeGenerator(lambda s: [(60, 1, 80)]), port, now=clock.now,
+                      sleep=clock.sleep, clock_follower=MidiClockFollower())
+    start_s, pulse_s = T0 + 0.2, 60 / 150 / 24                        # the master: 150 bpm
+    send = session.listener.callback
+    clock.at(start_s - 0.001, lambda: send(mido.Message("start")))
+    for k in range(24 * 12):
+        late_s = 0.017 if k % 10 == 3 else rng.uniform(0, 0.003)        # ports and polling
+        clock.at(start_s + k * pulse_s + late_s, lambda: send(mido.Message("clock")))
+    session.run(max_ticks=90)
+    end_s = start_s + 24 * 12 * pulse_s                                 # the master's last pulse
+    ons = [t for t, m in port.sent if m.type == "note_on" and start_s + 24 * pulse_s < t < end_s]
+    assert len(ons) >= 40
+    errors_ms = [1000 * abs((t - start_s) / (6 * pulse_s) - round((t - start_s) / (6 * pulse_s))) * 6 * pulse_s
+                 for t in ons]
+    assert max(errors_ms) < 1.1, [round(e, 2) for e in errors_ms]
