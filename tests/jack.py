@@ -100,6 +100,8 @@ class JackServer:
                 os.environ[key] = value
         self._log.close()
         Path(self._log.name).unlink(missing_ok=True)
+        for sem in Path("/dev/shm").glob(f"jack_sem.*_{self.name}_*"):  # left by killed clients
+            sem.unlink(missing_ok=True)
 
 
 # A tiny model for the real-port tests and the live benchmark: untrained weights, the default grid.
