@@ -42,7 +42,8 @@ def read_prime(path: str | Path, steps_per_beat: int, max_dur_steps: int) -> lis
     except FileNotFoundError:
         raise MidiFileError(f"prime file {path} not found; pass an existing .mid file to --prime") from None
     except (OSError, EOFError, ValueError, KeyError, IndexError, TypeError) as err:
-        raise MidiFileError(f"cannot read {path} as a MIDI file ({type(err).__name__}: {err}); "
+        detail = str(err) or ("it ends too early" if isinstance(err, EOFError) else type(err).__name__)
+        raise MidiFileError(f"cannot read {path} as a MIDI file ({detail}); "
                             f"pass a standard .mid file to --prime") from err
     notes = notes_from_events(events, max_dur_steps)
     if not notes:
