@@ -331,6 +331,15 @@ def _open_existing(rt, query: str, kind: str, client_name: str) -> str:
     return name
 
 
+def _open_virtual(rt, port_name: str) -> None:
+    try:
+        rt.open_virtual_port(port_name)
+    except (NotImplementedError, rtmidi.RtMidiError) as err:
+        raise PortError(f"cannot open a virtual port {port_name!r} with the {api_name_of(rt)} api "
+                        f"({err or 'not supported'}); on Windows create a loopMIDI port and pass "
+                        "its name to --port / --input instead (see README: MIDI routing)") from err
+
+
 def open_output(name: str | None, api: str | None = None, virtual: bool = False,
                 client_name: str = DEFAULT_CLIENT) -> RtOutput:
     """Open the output `name` matches, or (virtual=True) a virtual one named `name` or
@@ -339,7 +348,7 @@ def open_output(name: str | None, api: str | None = None, virtual: bool = False,
     try:
         if virtual:
             port_name = name or f"{client_name} out"
-            rt.open_virtual_port(port_name)
+            _open_virtual(rt, port_name)
             return RtOutput(rt, port_name, virtual=True, target=None)
         if not name:
             raise PortError(f"no MIDI output chosen; available: {rt.get_ports()}; pass --port NAME "
@@ -363,7 +372,7 @@ def open_input(name: str | None, api: str | None = None, virtual: bool = False,
     try:
         if virtual:
             port_name = name or f"{client_name} in"
-            rt.open_virtual_port(port_name)
+            _open_virtual(rt, port_name)
             return RtInput(rt, port_name, virtual=True, callback=callback)
         source = _open_existing(rt, name, "input", client_name)
         return RtInput(rt, source, virtual=False, callback=callback)
