@@ -10,7 +10,8 @@ substring matches. No match, or several, raises PortError listing what is availa
 matches nothing never creates a port: only `virtual=True` creates one.
 
 The input callback (mido's convention: `callback(msg)`, settable as `port.callback` after opening)
-runs on rtmidi's thread. It must only stamp and enqueue: `StampedQueue.put` is such a callback.
+runs on the port's reader thread. It must only stamp and enqueue: `StampedQueue.put` is such a
+callback. Closing an output on JACK waits until what was sent has left (a panic's note-offs).
 """
 
 from __future__ import annotations
