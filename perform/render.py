@@ -41,7 +41,8 @@ def read_prime(path: str | Path, steps_per_beat: int, max_dur_steps: int) -> lis
         events = _note_events(mid, steps_per_beat)
     except FileNotFoundError:
         raise MidiFileError(f"prime file {path} not found; pass an existing .mid file to --prime") from None
-    except (OSError, EOFError, ValueError, KeyError, IndexError, TypeError) as err:
+    except Exception as err:  # noqa: BLE001 - a hostile file makes mido raise many kinds
+                              # (EOFError, ValueError, KeySignatureError, ...): all are "unreadable"
         detail = str(err) or ("it ends too early" if isinstance(err, EOFError) else type(err).__name__)
         raise MidiFileError(f"cannot read {path} as a MIDI file ({detail}); "
                             f"pass a standard .mid file to --prime") from err

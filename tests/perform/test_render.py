@@ -143,3 +143,16 @@ def test_writing_into_a_missing_folder_or_reading_a_folder_is_a_clear_error(tmp_
         write_midi([Note(0, 60, 1, 90)], tmp_path / "no" / "x.mid", 120, 4, 16)
     with pytest.raises(MidiFileError, match="cannot read"):
         read_prime(tmp_path, 4, 32)
+
+
+def test_a_prime_with_a_corrupt_key_signature_is_a_clear_error(tmp_path):
+    path = make_midi(tmp_path / "k.mid", [(0, "note_on", 60, 90, 0), (96, "note_off", 60, 0, 0)])
+    data = bytearray(path.read_bytes())
+    track = data.index(b"MTrk") + 8
+    meta = bytes([0x00, 0xFF, 0x59, 0x02, 0xE8, 0xC0])          # 24 flats, mode 192
+    data[track:track] = meta
+    length = int.from_bytes(data[track - 4:track], "big") + len(meta)
+    data[track - 4:track] = length.to_bytes(4, "big")
+    path.write_bytes(bytes(data))
+    with pytest.raises(MidiFileError, match="cannot read"):
+        read_prime(path, 4, 32)
