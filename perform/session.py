@@ -43,6 +43,22 @@ SYNC_TEMPO_CHANGE = 0.005         # take the master's tempo when it differs by m
 THRU_TYPES = frozenset({"note_on", "note_off", "control_change", "pitchwheel", "program_change"})
 
 
+class _SendingEngine:
+    """Wraps the generator's engine so that every model step first sends what is due: a long
+    step computation (a re-run, a dense chord) then never holds back a MIDI clock pulse or a
+    note-off that falls inside it. Everything else is the engine's."""
+
+    def __init__(self, engine, send_due: Callable[[], object]) -> None:
+        self._engine, self._send_due = engine, send_due
+
+    def step(self, token: int, state):
+        self._send_due()
+        return self._engine.step(token, state)
+
+    def __getattr__(self, name: str):
+        return getattr(self._engine, name)
+
+
 class Session:
     """The instrument's engine loop. See the module docstring."""
 
@@ -59,6 +75,8 @@ class Session:
         spin_s = SPIN_S if sleep is None else 0.0       # a fake clock's sleep needs no spinning
         self.clock = TickClock(config.clock.bpm, grid.steps_per_beat, now, self.sleep, spin_s=spin_s)
         self.scheduler = Scheduler(output, now, on_sent=self._on_sent)
+        if getattr(generator, "engine", None) is not None:
+            generator.engine = _SendingEngine(generator.engine, self.scheduler.send_due)
         self.folder = ContextFolder(generator, keep_steps=grid.max_dur_steps + 8)
         self.player = PlayerTrack(grid.max_dur_steps)
         self.controls = Controls(config, generator)

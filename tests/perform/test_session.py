@@ -383,3 +383,27 @@ def test_sync_stays_on_the_master_grid_when_pulses_arrive_late_by_varying_amount
     errors_ms = [1000 * abs((t - start_s) / (6 * pulse_s) - round((t - start_s) / (6 * pulse_s))) * 6 * pulse_s
                  for t in ons]
     assert max(errors_ms) < 1.1, [round(e, 2) for e in errors_ms]
+
+
+def test_a_slow_model_step_does_not_hold_back_clock_pulses(tiny_onnx):
+    gen = real_generator(tiny_onnx, seed=3)
+    clock, port, _, session = make("solo", gen, clock={"send_clock": True, "bpm": 240})
+
+    class SlowEngine:                                    # every model step takes 1 ms
+        def __init__(self, engine):
+            self.engine = engine
+
+        def step(self, token, state):
+            clock.t += 0.001
+            return self.engine.step(token, state)
+
+        def __getattr__(self, name):
+            return getattr(self.engine, name)
+    gen.engine._engine = SlowEngine(gen.engine._engine)
+    session.run(max_ticks=40)
+    pulse_s = 60 / 240 / 24
+    pulses = [t for t, m in port.sent if m.type == "clock"]
+    assert len(pulses) > 200
+    lateness_ms = [1000 * ((t - T0) - round((t - T0) / pulse_s) * pulse_s) for t in pulses]
+    assert max(lateness_ms) <= 1.0 + 1e-6, sorted(lateness_ms)[-5:]
+    assert session.step_latency.percentile_ms(50) > pulse_s * 1000   # steps did take long
