@@ -13,6 +13,7 @@ before a deadline is spent yielding in a loop instead of sleeping (a sleep overs
 
 from __future__ import annotations
 
+import math
 import time
 from collections import deque
 from typing import Callable
@@ -153,3 +154,51 @@ class PulseGrid:
         """The (fractional) pulse index at a time."""
         line = self.line()
         return None if line is None else (time_s - line[0]) / line[1]
+
+
+SYNC_TOLERANCE_S = 0.0002         # re-anchor on the master's clock when further off than this
+SYNC_TEMPO_CHANGE = 0.005         # take the master's tempo when it differs by more than 0.5%
+
+
+class MasterLock:
+    """--sync: locks a TickClock onto a master's MIDI clock.
+
+    `feed` every clock/transport message with its arrival stamp; `follow(tick, clock, now_s)` on
+    each tick takes the master's tempo and moves the deadline of tick + 1 onto the master's next
+    step. `locked` is False until the master runs and its grid is known, and again after stop.
+    `follower` is a perform.midiclock.MidiClockFollower (transport, position).
+    """
+
+    def __init__(self, follower, steps_per_beat: int) -> None:
+        self.follower = follower
+        self.pulses = PulseGrid()
+        self.pulses_per_step = 24 / steps_per_beat
+        self.offset: int | None = None            # session tick - master step, once locked
+
+    @property
+    def locked(self) -> bool:
+        return self.offset is not None
+
+    def feed(self, msg, stamp_s: float) -> None:
+        f = self.follower
+        f.feed(msg, stamp_s)
+        if msg.type != "clock":
+            self.pulses.reset()             # start, stop, continue, song position: a new run
+        elif f.running and f.last_pulse_index is not None:
+            self.pulses.add(f.last_pulse_index, stamp_s)
+
+    def follow(self, tick: int, clock: TickClock, now_s: float) -> None:
+        if not self.follower.running:
+            self.offset = None
+            return
+        pulse_s = self.pulses.pulse_s()
+        if pulse_s is None or not 10.0 <= 60.0 / (24 * pulse_s) <= 400.0:
+            return
+        bpm = 60.0 / (24 * pulse_s)
+        if abs(bpm - clock.bpm) > SYNC_TEMPO_CHANGE * clock.bpm:           # not every wobble
+            clock.set_bpm(round(bpm, 2), tick)
+        if self.offset is None:             # the next master step after now becomes tick + 1
+            self.offset = tick + 1 - math.ceil(self.pulses.index_at(now_s) / self.pulses_per_step)
+        target_s = self.pulses.time_of_pulse((tick + 1 - self.offset) * self.pulses_per_step)
+        if abs(target_s - clock.deadline_s(tick + 1)) > SYNC_TOLERANCE_S:
+            clock.anchor(tick + 1, target_s)

@@ -11,7 +11,7 @@ fully-known step... re-run the model from that snapshot").
 
 from __future__ import annotations
 
-from typing import Mapping, Sequence
+from typing import Callable, Mapping, Sequence
 
 from .quantize import merge_same_step
 from .tokens import Note
@@ -86,3 +86,19 @@ class ContextFolder:
         for step in [s for s in self.snapshots if s < before_step]:
             del self.snapshots[step]
             self.consumed.pop(step, None)
+
+
+class SendingEngine:
+    """Wraps the generator's engine so that every model step first sends what is due: a long
+    step computation (a re-run, a dense chord) then never holds back a MIDI clock pulse or a
+    note-off that falls inside it. Everything else is the engine's."""
+
+    def __init__(self, engine, send_due: Callable[[], object]) -> None:
+        self._engine, self._send_due = engine, send_due
+
+    def step(self, token: int, state):
+        self._send_due()
+        return self._engine.step(token, state)
+
+    def __getattr__(self, name: str):
+        return getattr(self._engine, name)

@@ -26,8 +26,8 @@ from typing import Callable
 
 import mido
 
-from .clock import PulseGrid, TickClock
-from .context import ContextFolder
+from .clock import MasterLock, TickClock
+from .context import ContextFolder, SendingEngine
 from .controls import Controls
 from .errors import PortError
 from .listener import CLOCK_TYPES, Listener, PlayerTrack
@@ -38,25 +38,7 @@ from .tokens import Note
 
 CLOCK = "clock"
 SPIN_S = 0.0005                   # spin (yielding) the last half millisecond before a deadline
-SYNC_TOLERANCE_S = 0.0002         # re-anchor on the master's clock when further off than this
-SYNC_TEMPO_CHANGE = 0.005         # take the master's tempo when it differs by more than 0.5%
 THRU_TYPES = frozenset({"note_on", "note_off", "control_change", "pitchwheel", "program_change"})
-
-
-class _SendingEngine:
-    """Wraps the generator's engine so that every model step first sends what is due: a long
-    step computation (a re-run, a dense chord) then never holds back a MIDI clock pulse or a
-    note-off that falls inside it. Everything else is the engine's."""
-
-    def __init__(self, engine, send_due: Callable[[], object]) -> None:
-        self._engine, self._send_due = engine, send_due
-
-    def step(self, token: int, state):
-        self._send_due()
-        return self._engine.step(token, state)
-
-    def __getattr__(self, name: str):
-        return getattr(self._engine, name)
 
 
 class Session:
@@ -76,14 +58,13 @@ class Session:
         self.clock = TickClock(config.clock.bpm, grid.steps_per_beat, now, self.sleep, spin_s=spin_s)
         self.scheduler = Scheduler(output, now, on_sent=self._on_sent)
         if getattr(generator, "engine", None) is not None:
-            generator.engine = _SendingEngine(generator.engine, self.scheduler.send_due)
+            generator.engine = SendingEngine(generator.engine, self.scheduler.send_due)
         self.folder = ContextFolder(generator, keep_steps=grid.max_dur_steps + 8)
         self.player = PlayerTrack(grid.max_dur_steps)
         self.controls = Controls(config, generator)
         self.recorder, self.status, self.provider = recorder, status, provider
-        self.follower = clock_follower
-        self._sync_offset: int | None = None              # session tick - master step (--sync)
-        self.pulses = PulseGrid()                           # the master's clock pulses (--sync)
+        self.sync = (MasterLock(clock_follower, grid.steps_per_beat)
+                     if clock_follower is not None else None)
         self.channel = config.ports.channel - 1
         self.thru = config.ports.thru
         self.send_clock = config.clock.send_clock
@@ -193,8 +174,8 @@ class Session:
     def _on_input(self, stamp_s: float, msg: mido.Message) -> None:
         at_steps = self.clock.steps_at(stamp_s)
         if msg.type in CLOCK_TYPES:
-            if self.follower is not None:
-                self._on_clock(msg, stamp_s)
+            if self.sync is not None:
+                self.sync.feed(msg, stamp_s)
             return
         if msg.type == "control_change" and self.controls.handles(msg.control):
             self._on_control(msg.control, msg.value)
@@ -265,7 +246,7 @@ class Session:
 
     def _decide(self, step: int) -> bool:
         """Does the instrument play `step`?"""
-        if self.controls.muted or (self.follower is not None and self._sync_offset is None):
+        if self.controls.muted or (self.sync is not None and not self.sync.locked):
             return False
         if self.mode != "call":
             return True
@@ -307,36 +288,14 @@ class Session:
         for pulse in range(first, last):
             self.scheduler.at(self.clock.deadline_s(pulse * spb / 24), mido.Message("clock"), CLOCK)
 
-    def _on_clock(self, msg: mido.Message, stamp_s: float) -> None:
-        f = self.follower
-        f.feed(msg, stamp_s)
-        if msg.type != "clock":
-            self.pulses.reset()             # start, stop, continue, song position: a new run
-        elif f.running and f.last_pulse_index is not None:
-            self.pulses.add(f.last_pulse_index, stamp_s)
-
     def _follow_clock(self, tick: int) -> None:
-        """--sync: while the master runs, take its tempo and lock the next tick to its grid;
-        while it is stopped, play nothing."""
-        if self.follower is None:
+        """--sync: lock onto the master; when it stops, stop playing (and release the notes)."""
+        if self.sync is None:
             return
-        if not self.follower.running:
-            if self._sync_offset is not None:
-                self._cut_answer(self.clock.steps_at(self.now()))
-            self._sync_offset = None
-            return
-        pulse_s = self.pulses.pulse_s()
-        if pulse_s is None or not 10.0 <= 60.0 / (24 * pulse_s) <= 400.0:
-            return
-        bpm = 60.0 / (24 * pulse_s)
-        if abs(bpm - self.clock.bpm) > SYNC_TEMPO_CHANGE * self.clock.bpm:   # not every wobble
-            self.clock.set_bpm(round(bpm, 2), tick)
-        per_step = 24 / self.cfg.grid.steps_per_beat                         # pulses a step
-        if self._sync_offset is None:       # the next master step after now becomes tick + 1
-            self._sync_offset = tick + 1 - math.ceil(self.pulses.index_at(self.now()) / per_step)
-        target_s = self.pulses.time_of_pulse((tick + 1 - self._sync_offset) * per_step)
-        if abs(target_s - self.clock.deadline_s(tick + 1)) > SYNC_TOLERANCE_S:
-            self.clock.anchor(tick + 1, target_s)
+        was_locked = self.sync.locked
+        self.sync.follow(tick, self.clock, self.now())
+        if was_locked and not self.sync.locked:
+            self._cut_answer(self.clock.steps_at(self.now()))
 
     def _forget(self, before_step: int) -> None:
         for step in [s for s in self.instrument if s < before_step]:
@@ -352,7 +311,7 @@ class Session:
             return
         if self.controls.muted:
             state = "muted"
-        elif self.follower is not None and self._sync_offset is None:
+        elif self.sync is not None and not self.sync.locked:
             state = "waiting for MIDI clock"
         elif self.mode != "call":
             state = "playing"
