@@ -201,6 +201,9 @@ def _announce(cfg: Config, output, inputs, provider: str) -> None:
     heard = ", ".join(names) if names else "nothing (no MIDI input; try --input NAME)"
     print(f"lstm-jam: {cfg.perform.mode} at {cfg.clock.bpm:g} bpm on {provider}; out: {output.name}; "
           f"in: {heard}. Ctrl-C stops.", file=sys.stderr)
+    if not names and cfg.perform.mode != "solo":
+        print(f"warning: {cfg.perform.mode} mode answers what it hears, and it hears no input; "
+              f"name one with --input (see --list-ports) or use --mode solo", file=sys.stderr)
 
 
 class _signals_stop:

@@ -197,3 +197,9 @@ def test_record_option_writes_the_jam(tmp_path, fake_model, fake_ports):
 def test_record_into_a_missing_folder_fails_before_playing(tmp_path, capsys, fake_model, fake_ports):
     assert cli.main(["--port", "x", "--record", str(tmp_path / "no" / "jam.mid")]) == 2
     assert "does not exist" in capsys.readouterr().err and "out" not in fake_ports
+
+
+def test_call_mode_without_any_input_says_so(capsys, fake_model, fake_ports):
+    assert cli.main(["--port", "x", "--seconds", "0.05", "--quiet"]) == 0
+    err = capsys.readouterr().err
+    assert "Ctrl-C stops" in err and "hears no input" in err and "--input" in err
