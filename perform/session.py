@@ -154,7 +154,8 @@ class Session:
                 "send_lateness_p50_ms": pick(0.5), "send_lateness_p99_ms": pick(0.99),
                 "answer_compute_ms": [1000.0 * s for s in self.answer_latency_s],
                 "messages_sent": self.scheduler.sent, "input_dropped": self.listener.dropped,
-                "input_received": self.listener.received, "reruns": self.folder.reruns,
+                "input_received": self.listener.received,
+                "input_ignored": self.listener.ignored, "reruns": self.folder.reruns,
                 "rerun_steps": self.folder.rerun_steps, "errors": list(self.errors)}
 
     # waiting, input ------------------------------------------------------------------------------

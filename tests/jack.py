@@ -133,3 +133,38 @@ def tiny_model(out_dir: str | Path, seed: int = 0) -> Path:
     if done.returncode != 0:
         raise RuntimeError(f"export failed ({done.returncode}): {done.stdout}{done.stderr}")
     return onnx_path
+
+
+# ---- an input flood: notes, sysex, clock, aftertouch, CCs -------------------------------------
+
+#: One round of the flood: every kind a keyboard, a DAW or a broken device may pour into the input.
+FLOOD_ROUND = (
+    ("note_on", dict(note=60, velocity=1)), ("note_off", dict(note=60)),
+    ("sysex", dict(data=(0x7D,) + (0x55,) * 30)), ("clock", {}), ("aftertouch", dict(value=64)),
+    ("polytouch", dict(note=60, value=64)), ("control_change", dict(control=1, value=64)),
+    ("control_change", dict(control=74, value=10)), ("pitchwheel", dict(pitch=100)), ("clock", {}),
+)
+
+
+def flood_messages() -> list:
+    import mido
+    return [mido.Message(kind, **fields) for kind, fields in FLOOD_ROUND]
+
+
+def flood(port, rate_hz: float, seconds: float, stop=None) -> dict:
+    """Send FLOOD_ROUND's messages round and round at `rate_hz` for `seconds` on `port` (a mido
+    output), in bursts every millisecond on an absolute schedule. Returns {"sent": n, "rate_hz"}."""
+    msgs = flood_messages()
+    start_s = time.perf_counter()
+    sent = 0
+    while True:
+        now_s = time.perf_counter()
+        if now_s - start_s >= seconds or (stop is not None and stop.is_set()):
+            break
+        due = int((now_s - start_s) * rate_hz)
+        while sent < due:
+            port.send(msgs[sent % len(msgs)])
+            sent += 1
+        time.sleep(0.001)
+    took_s = time.perf_counter() - start_s
+    return {"sent": sent, "seconds": took_s, "rate_hz": sent / took_s if took_s else 0.0}
