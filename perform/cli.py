@@ -56,6 +56,8 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--api", help="rtmidi backend: jack, alsa, coremidi, windows")
     m.add_argument("--channel", type=int, help="output MIDI channel 1..16")
     m.add_argument("--thru", action="store_true", default=None, help="echo the player to the output")
+    m.add_argument("--no-reconnect", action="store_false", dest="reconnect", default=None,
+                   help="exit (status 2) when a port vanishes, instead of waiting for it to return")
     m.add_argument("--sync", action="store_true", default=None, help="follow incoming MIDI clock")
     m.add_argument("--send-clock", action="store_true", default=None, help="send MIDI clock")
     o = p.add_argument_group("offline")
@@ -76,7 +78,8 @@ def config_from_args(args: argparse.Namespace) -> Config:
         "sampling": {"temperature": args.temperature, "top_k": args.top_k, "top_p": args.top_p,
                      "seed": args.seed},
         "ports": {"output": args.port, "input": args.input, "api": args.api,
-                  "virtual": args.virtual or None, "channel": args.channel, "thru": args.thru},
+                  "virtual": args.virtual or None, "channel": args.channel, "thru": args.thru,
+                  "reconnect": args.reconnect},
         "perform": {"model": args.model, "mode": args.mode, "answer_bars": args.answer_bars,
                     "answer_pause_beats": args.pause_beats},
     }
@@ -153,23 +156,16 @@ def render_to_file(args: argparse.Namespace, cfg: Config, generator) -> int:
 
 def play_live(args: argparse.Namespace, cfg: Config, generator, provider: str) -> int:
     from .listener import CLOCK_TYPES, IGNORED_TYPES, Listener
-    from .ports import open_input, open_output
+    from .live_ports import LivePorts
     from .record import Recorder
     from .session import Session
     from .status import StatusLine
     recorder = Recorder(args.record, cfg.grid.steps_per_beat) if args.record else None
     listener = Listener(ignored=IGNORED_TYPES if cfg.clock.sync else IGNORED_TYPES | CLOCK_TYPES)
-    api = cfg.ports.api or None
     with ExitStack() as stack:
-        output = open_output(cfg.ports.output or None, api=api, virtual=cfg.ports.virtual)
-        stack.callback(output.close)
-        inputs = None
-        if not args.no_input:
-            # --virtual opens a virtual input too, unless --input names a real one to listen to
-            inputs = open_input(cfg.ports.input or None, api=api,
-                                virtual=cfg.ports.virtual and not cfg.ports.input,
-                                callback=listener.callback)
-            stack.callback(inputs.close)
+        live = LivePorts(cfg, listener, no_input=args.no_input)
+        stack.callback(live.close)
+        output, inputs = live.output, live.inputs
         follower = _clock_follower() if cfg.clock.sync else None
         status = StatusLine(max_hz=cfg.perform.status_hz, enabled=not args.quiet)
         session = Session(cfg, generator, output, listener=listener, provider=provider,
@@ -181,7 +177,7 @@ def play_live(args: argparse.Namespace, cfg: Config, generator, provider: str) -
         stats = None
         with _signals_stop(session):
             try:
-                stats = session.run(max_ticks=max_ticks)
+                stats = live.run(session, max_ticks=max_ticks)
             finally:
                 if args.stats_json:
                     Path(args.stats_json).write_text(json.dumps(stats or session.stats(), indent=1))

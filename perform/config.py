@@ -78,6 +78,7 @@ class PortsConfig:
     virtual: bool = False
     channel: int = 1
     thru: bool = False
+    reconnect: bool = True          # a vanished port: wait for it to return (False: exit, status 2)
 
     def __post_init__(self) -> None:
         _check(1 <= self.channel <= 16, "ports.channel", self.channel, "a MIDI channel 1..16")

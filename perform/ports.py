@@ -16,17 +16,17 @@ callback. Closing an output on JACK waits until what was sent has left (a panic'
 
 from __future__ import annotations
 
-import re
 import threading
 import time
 from collections import deque
-from typing import Callable, Iterable
+from typing import Callable
 
 import mido
 import rtmidi
 from mido.ports import BaseInput, BaseOutput
 
 from .errors import PortError
+from .port_match import DEFAULT_CLIENT, find_port, hardware_inputs
 
 #: --api names -> python-rtmidi API constants.
 API_NAMES = {
@@ -35,9 +35,6 @@ API_NAMES = {
     "coremidi": "API_MACOSX_CORE",
     "windows": "API_WINDOWS_MM",
 }
-DEFAULT_CLIENT = "lstm-jam"
-#: Port names that are loopback or pass-through buses, never a player's keyboard.
-_NOT_HARDWARE = ("midi through", "through port", "iac", "loopmidi", "rtmidi")
 #: JACK hands our messages to the port once a period; closing sooner loses them (measured: all of a
 #: final panic lost in 3 of 20 closes). 50 ms covers two periods of 1024 frames at 48 kHz.
 JACK_DRAIN_S = 0.05
@@ -112,6 +109,27 @@ def list_ports(api: str | None = None) -> tuple[list[str], list[str]]:
         midi_out.delete()
 
 
+class PortLister:
+    """Lists the ports over two clients kept open, for polling a few times a second (list_ports
+    opens and closes clients each time). Use from one thread."""
+
+    def __init__(self, api: str | None = None, client_name: str = f"{DEFAULT_CLIENT} watch") -> None:
+        self._in = _client(rtmidi.MidiIn, api, client_name)
+        try:
+            self._out = _client(rtmidi.MidiOut, api_name_of(self._in), client_name)
+        except BaseException:
+            self._in.delete()
+            raise
+
+    def list(self) -> tuple[list[str], list[str]]:
+        """(inputs, outputs), as list_ports."""
+        return list(self._in.get_ports()), list(self._out.get_ports())
+
+    def close(self) -> None:
+        self._in.delete()
+        self._out.delete()
+
+
 def format_port_list(api: str | None = None) -> str:
     """What --list-ports prints."""
     inputs, outputs = list_ports(api)
@@ -126,53 +144,6 @@ def port_exists(name: str, api: str | None = None, kind: str = "output") -> bool
         raise ValueError(f"kind must be 'input' or 'output', not {kind!r}")
     inputs, outputs = list_ports(api)
     return name in (inputs if kind == "input" else outputs)
-
-
-def find_port(query: str, names: Iterable[str], kind: str = "output") -> str:
-    """The one name in `names` that `query` matches (case-insensitive substring); else PortError."""
-    names = list(names)
-    option = "--port" if kind == "output" else "--input"
-    if not names:
-        raise PortError(f"no MIDI {kind}s available at all (looking for {query!r}); start your synth "
-                        f"or DAW, or use --virtual and connect to it (see README: MIDI routing)")
-    needle = query.strip().lower()
-    found = [n for n in names if needle in n.lower()]
-    exact = [n for n in found if n.lower() == needle]
-    if len(exact) == 1:
-        return exact[0]
-    if len(found) == 1:
-        return found[0]
-    if not found:
-        raise PortError(f"no MIDI {kind} matching {query!r}; available: {names}; "
-                        f"try --list-ports and pass part of one of these names to {option}")
-    raise PortError(f"{len(found)} MIDI {kind}s match {query!r}: {found}; "
-                    f"pass a longer part of the name to {option}")
-
-
-def hardware_inputs(names: Iterable[str], api: str, client_name: str = DEFAULT_CLIENT) -> list[str]:
-    """The inputs a player's keyboard could be: not ours, not a loopback/through or software port.
-
-    JACK: only physical ports (`system:` from jackd's MIDI driver, `a2j:` from the ALSA bridge,
-    `Midi-Bridge:` from PipeWire).
-    ALSA: kernel clients (client number < 128) other than Midi Through. CoreMIDI and Windows: every
-    port but loopback buses (IAC, loopMIDI) and rtmidi's own default-named clients.
-    """
-    own = re.compile(rf"^{re.escape(client_name.lower())}(-\d+)?:") if client_name else None
-    chosen = []
-    for name in names:
-        low = name.lower()
-        if own and own.match(low):
-            continue
-        if any(word in low for word in _NOT_HARDWARE):
-            continue
-        if api == "jack" and not low.startswith(("system:", "a2j:", "midi-bridge:")):
-            continue
-        if api == "alsa":
-            m = re.search(r"\s(\d+):(\d+)$", name)
-            if m and (int(m.group(1)) >= 128 or int(m.group(1)) == 14):
-                continue
-        chosen.append(name)
-    return chosen
 
 
 # ----------------------------------------------------------------------------------------------
@@ -418,6 +389,6 @@ def wait_for_port(name: str, api: str | None = None, kind: str = "output", timeo
         sleep(0.1)
 
 
-__all__ = ["API_NAMES", "DEFAULT_CLIENT", "InputGroup", "RtInput", "RtOutput", "StampedQueue",
+__all__ = ["API_NAMES", "DEFAULT_CLIENT", "InputGroup", "PortLister", "RtInput", "RtOutput", "StampedQueue",
            "api_names", "find_port", "format_port_list", "hardware_inputs", "list_ports",
            "open_input", "open_output", "port_exists", "resolve_api", "wait_for_port"]

@@ -37,6 +37,7 @@ from .status import LatencyWindow, StatusLine
 from .tokens import Note
 
 CLOCK = "clock"
+ALL_NOTES_OFF = 123
 SPIN_S = 0.0005                   # spin (yielding) the last half millisecond before a deadline
 THRU_TYPES = frozenset({"note_on", "note_off", "control_change", "pitchwheel", "program_change"})
 
@@ -81,6 +82,7 @@ class Session:
         self.errors: list[str] = []
         self._stop = threading.Event()
         self.closing = False          # set while silencing on the way out
+        self._lost_port: str | None = None     # why, when a port vanished (set by the port watch)
 
     # public --------------------------------------------------------------------------------------
     @property
@@ -122,13 +124,23 @@ class Session:
 
     def replace_output(self, port) -> None:
         """Play on another port from the next run() (after the old one failed: reconnecting).
-        The notes the old port was playing are forgotten; run() resumes at the current tick."""
+        The notes the old port was playing are forgotten, and all-notes-off goes to the new port
+        on every channel used (a synth that lost only its connection may still hold some);
+        run() resumes at the current tick. Raises PortError when the new port fails too."""
         self.scheduler.port = port
+        self._lost_port = None
         for owner in self.scheduler.sounding:
             self.scheduler.sounding[owner].clear()
         self.scheduler.cancel(INST)
         self.scheduler.cancel(THRU)
         self.scheduler.cancel(CLOCK)
+        self.scheduler.panic(extra_channels=(self.channel,))
+
+    def port_lost(self, message: str) -> None:
+        """A port vanished (called from another thread, e.g. perform.watch): run() ends with
+        PortError(message) at its next wake-up, silencing what it can on the way out."""
+        self._lost_port = message
+        self.listener.wake()
 
     def close(self) -> None:
         """Silence everything (note-offs, then CC 123), stop clock, write the recording."""
@@ -144,6 +156,7 @@ class Session:
             self.status.close()
         if self.recorder is not None:
             self.recorder.write(self.clock.tempo_changes)
+        self.closing = False
 
     def stats(self) -> dict:
         lateness = sorted(self.scheduler.lateness_s) or [0.0]
@@ -165,6 +178,8 @@ class Session:
             for stamp_s, msg in self.listener.drain():
                 self._on_input(stamp_s, msg)
             self.scheduler.send_due()
+            if self._lost_port is not None:
+                raise PortError(self._lost_port)
             if stop_event.is_set() or self._stop.is_set():
                 return False
             if self.now() >= deadline_s:
@@ -181,6 +196,8 @@ class Session:
         if msg.type == "control_change" and self.controls.handles(msg.control):
             self._on_control(msg.control, msg.value)
             return
+        if msg.type == "control_change" and msg.control == ALL_NOTES_OFF:
+            self.player.release_all(at_steps)      # also what a vanished input sends (cli.py)
         if self.recorder is not None:
             self.recorder.add(PLAYER, at_steps, msg)
         if self.thru and msg.type in THRU_TYPES:

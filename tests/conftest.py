@@ -29,6 +29,14 @@ def jack_server():
         yield server
 
 
+@pytest.fixture(scope="session")
+def tiny_onnx(tmp_path_factory):
+    """A tiny untrained model exported to .onnx (for the tests that run `perform` on real ports)."""
+    pytest.importorskip("torch")
+    pytest.importorskip("onnx")
+    return jack.tiny_model(tmp_path_factory.mktemp("model"))
+
+
 def pytest_collection_modifyitems(config, items):
     """Tests that use jack_server carry the `jack` marker (`-m "not jack"` leaves them out)."""
     for item in items:

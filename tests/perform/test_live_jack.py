@@ -10,11 +10,9 @@ late. bench/live.py measures the distribution.
 
 from __future__ import annotations
 
-import os
 import signal
 import statistics
 import subprocess
-import sys
 import threading
 import time
 
@@ -24,6 +22,8 @@ import pytest
 from perform import ports
 from perform.midiclock import ClockSender, MidiClockFollower
 
+from live_rig import PERFORM, Rig, sounding
+
 BPM = 240.0
 PERIOD_S = 60.0 / (BPM * 4)          # 62.5 ms a step
 PAUSE_S = 2 * 60.0 / BPM             # answer_pause_beats = 2 -> 0.5 s
@@ -31,111 +31,6 @@ ANSWER_S = 16 * PERIOD_S             # answer_bars = 1 -> 16 steps = 1 s
 RING_S = 32 * PERIOD_S               # a note may last up to max_dur_steps (32) past the answer
 GRID_TOLERANCE_S = 0.005
 MAX_ERROR_S = 0.020
-PERFORM = [sys.executable, "-c", "from perform.cli import main; raise SystemExit(main())"]
-
-
-@pytest.fixture(scope="session")
-def tiny_onnx(tmp_path_factory):
-    pytest.importorskip("torch")
-    pytest.importorskip("onnx")
-    from conftest import jack
-    return jack.tiny_model(tmp_path_factory.mktemp("model"))
-
-
-class Rig:
-    """Our two virtual ports (player -> perform -> reader) and a running `perform`."""
-
-    def __init__(self, model, stats_path, *options: str) -> None:
-        self.queue = ports.StampedQueue(maxlen=100_000)
-        self.reader = ports.open_input("e2e-reader", api="jack", virtual=True, client_name="e2e-r",
-                                       callback=self.queue.put)
-        self.player = ports.open_output("e2e-player", api="jack", virtual=True, client_name="e2e-p")
-        self.received: list[tuple[mido.Message, float]] = []
-        self.stats_path = stats_path
-        self.proc = subprocess.Popen(
-            PERFORM + ["--model", str(model), "--api", "jack", "--port", "e2e-reader",
-                       "--input", "e2e-player", "--bpm", str(BPM), "--quiet",
-                       "--stats-json", str(stats_path), *options],
-            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-            env={**os.environ, "PYTHONFAULTHANDLER": "1"})  # SIGABRT dumps every thread's stack
-        self.stderr: list[str] = []
-        threading.Thread(target=self._read_stderr, daemon=True).start()
-        self._wait_started()
-
-    def _read_stderr(self) -> None:
-        for line in self.proc.stderr:
-            self.stderr.append(line)
-
-    def _wait_started(self, timeout_s: float = 30.0) -> None:
-        """Until perform says it plays (it has loaded its model and opened both ports)."""
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            if any("Ctrl-C" in line for line in self.stderr):
-                time.sleep(0.2)
-                return
-            if self.proc.poll() is not None:
-                time.sleep(0.1)
-                raise AssertionError(f"perform exited {self.proc.returncode}: {''.join(self.stderr)}")
-            time.sleep(0.02)
-        raise AssertionError(f"perform did not start within {timeout_s} s: {''.join(self.stderr)}")
-
-    def stats(self) -> str:
-        """What perform reported on exit (for failure messages)."""
-        try:
-            return self.stats_path.read_text()
-        except OSError:
-            return "(no stats)"
-
-    def collect(self) -> list[tuple[mido.Message, float]]:
-        self.received += self.queue.drain()
-        return self.received
-
-    def note_ons(self, after_s: float = 0.0) -> list[float]:
-        return [t for m, t in self.collect() if m.type == "note_on" and m.velocity > 0 and t > after_s]
-
-    def play(self, pitches, step_s: float = 2 * PERIOD_S) -> float:
-        """Play each pitch for one step, one every `step_s`. Returns the time of the last release."""
-        for pitch in pitches:
-            self.player.send(mido.Message("note_on", note=pitch, velocity=96))
-            time.sleep(PERIOD_S)
-            released_s = time.perf_counter()
-            self.player.send(mido.Message("note_off", note=pitch))
-            time.sleep(step_s - PERIOD_S)
-        return released_s
-
-    def stop(self, sig=signal.SIGINT) -> tuple[int, str]:
-        if self.proc.poll() is None:
-            self.proc.send_signal(sig)
-        try:
-            self.proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            self.proc.send_signal(signal.SIGABRT)
-            try:
-                self.proc.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-            time.sleep(0.2)
-            raise AssertionError(f"perform did not exit within 15 s of {sig!r}: {''.join(self.stderr)}")
-        finally:
-            time.sleep(0.2)
-            self.collect()
-            self.reader.close()
-            self.player.close()
-        return self.proc.returncode, "".join(self.stderr)
-
-
-def sounding(received) -> set[tuple[int, int]]:
-    """(channel, pitch) still on after replaying what arrived: note-off or all-notes-off ends it."""
-    on: set[tuple[int, int]] = set()
-    for msg, _ in received:
-        if msg.type == "note_on" and msg.velocity > 0:
-            on.add((msg.channel, msg.note))
-        elif msg.type in ("note_on", "note_off"):
-            on.discard((msg.channel, msg.note))
-        elif msg.type == "control_change" and msg.control == 123:
-            on = {key for key in on if key[0] != msg.channel}
-    return on
 
 
 def grid_errors_s(times_s: list[float]) -> list[float]:
