@@ -31,6 +31,18 @@ PULSES_PER_SIXTEENTH = 6
 #: A gap between pulses longer than this means the master's clock paused: the tempo estimate restarts.
 MAX_PULSE_GAP_S = 1.0
 _CLOCK_TYPES = ("clock", "start", "stop", "continue", "songpos")
+#: A last beat this much faster or slower than the window's fit is a tempo change (2%: far beyond
+#: what a few ms of jitter does to a one-beat fit, about 0.3% at 240 bpm).
+TEMPO_CHANGE = 0.02
+
+
+def _slope(times_s: list[float]) -> float:
+    """Least-squares slope of times_s against 0, 1, 2, ... (seconds per pulse)."""
+    n = len(times_s)
+    mean_i = (n - 1) / 2
+    mean_t = sum(times_s) / n
+    num = sum((i - mean_i) * (t - mean_t) for i, t in enumerate(times_s))
+    return num / (n * (n * n - 1) / 12)
 
 
 def pulse_period_s(bpm: float) -> float:
@@ -41,14 +53,19 @@ def pulse_period_s(bpm: float) -> float:
 class MidiClockFollower:
     """Tracks a master's transport (running), position (pulses, beats) and tempo (smoothed).
 
-    The tempo is the mean pulse interval over the last `window_pulses` pulses (one beat by default),
-    which divides the ports' jitter by the window length and follows a tempo change within a beat.
+    The pulse period is the least-squares slope of the stamps of the last `window_pulses` pulses
+    (two beats by default): every pulse counts, not two stamps a beat apart, so a port's jitter (a
+    JACK period, a pulse now and then a few ms late) moves the tempo a few hundredths of a percent,
+    not several percent. When the last beat alone says a tempo more than TEMPO_CHANGE away, the
+    master changed tempo: that beat's fit is used, so a change is still followed within a beat.
     """
 
-    def __init__(self, window_pulses: int = PULSES_PER_BEAT, max_gap_s: float = MAX_PULSE_GAP_S) -> None:
+    def __init__(self, window_pulses: int = 2 * PULSES_PER_BEAT,
+                 max_gap_s: float = MAX_PULSE_GAP_S) -> None:
         if window_pulses < 1:
             raise ValueError("window_pulses must be >= 1")
         self.max_gap_s = max_gap_s
+        self._pulse_s: float | None = None      # cached fit; None: not fitted since the last pulse
         self.running = False
         self.pulses_seen = 0
         self.last_pulse_s: float | None = None
@@ -78,6 +95,7 @@ class MidiClockFollower:
         if self._times and t_s - self._times[-1] > self.max_gap_s:
             self._times.clear()
         self._times.append(t_s)
+        self._pulse_s = None
         self.last_pulse_s = t_s
         if self.running:
             self.last_pulse_index = self._next_index
@@ -85,10 +103,18 @@ class MidiClockFollower:
 
     @property
     def pulse_s(self) -> float | None:
-        """Mean seconds between recent pulses; None until two pulses arrived."""
+        """Seconds between recent pulses (fitted, see the class docstring); None until two pulses."""
         if len(self._times) < 2:
             return None
-        return (self._times[-1] - self._times[0]) / (len(self._times) - 1)
+        if self._pulse_s is None:
+            times = list(self._times)
+            fit = _slope(times)
+            if len(times) > PULSES_PER_BEAT + 1:
+                recent = _slope(times[-(PULSES_PER_BEAT + 1):])
+                if abs(recent - fit) > TEMPO_CHANGE * fit:
+                    fit = recent
+            self._pulse_s = fit
+        return self._pulse_s
 
     @property
     def tempo_bpm(self) -> float | None:

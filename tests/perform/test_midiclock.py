@@ -165,3 +165,16 @@ def test_sender_drives_a_follower_to_the_same_tempo_and_position():
         f.feed(m, deadline_s)
     assert f.tempo_bpm == pytest.approx(137.0)
     assert f.time_of_beat(f.position_beats + 1) == pytest.approx(f.last_pulse_s + 60 / 137)
+
+
+def test_tempo_stays_within_a_bpm_when_pulses_arrive_late_by_a_jack_period_and_the_last_one_10_ms_late():
+    """What a follower sees through JACK on a loaded machine (the flake seen end to end: 230-239
+    bpm read for 240 when the tempo came from two stamps a beat apart)."""
+    import random
+    rng = random.Random(3)
+    pulse_s = pulse_period_s(240)
+    for trial in range(50):
+        f = MidiClockFollower()
+        for i in range(96):
+            f.feed(CLOCK, i * pulse_s + rng.uniform(0.0, 0.0027) + (0.010 if i == 95 else 0.0))
+        assert f.tempo_bpm == pytest.approx(240.0, abs=1.0), trial
