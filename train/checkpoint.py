@@ -18,12 +18,15 @@ from __future__ import annotations
 
 import os
 import tempfile
+import warnings
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from perform.tokens import Vocab
+
+from perform.errors import JamError
 
 from .errors import CheckpointError
 from .model import JamLSTM
@@ -55,8 +58,11 @@ def load_checkpoint(path: str | Path, map_location: str = "cpu") -> dict[str, An
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"checkpoint {path} not found; train one with `python -m train --out DIR`")
+    _check_container(path)
     try:
-        data = torch.load(path, map_location=map_location, weights_only=True)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")     # torch's pickle-protocol chatter for foreign files
+            data = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as err:  # noqa: BLE001 - torch raises many kinds for a torn or foreign file
         raise CheckpointError(f"{path} is not a readable lstm-jam checkpoint ({type(err).__name__}: "
                               f"{str(err).splitlines()[0][:200] if str(err) else ''}); "
@@ -67,7 +73,36 @@ def load_checkpoint(path: str | Path, map_location: str = "cpu") -> dict[str, An
     if not isinstance(version, int) or version > CHECKPOINT_FORMAT_VERSION:
         raise CheckpointError(f"{path} has checkpoint format {version!r}; this lstm-jam reads up to "
                               f"{CHECKPOINT_FORMAT_VERSION}: upgrade lstm-jam")
+    _check_contents(path, data)
     return data
+
+
+def _check_contents(path: Path, data: dict[str, Any]) -> None:
+    """The vocabulary parses and the weights fit the model they say they are (else CheckpointError
+    naming the file): what every user of a checkpoint builds first."""
+    try:
+        model_from_checkpoint(data)
+    except JamError as err:
+        raise CheckpointError(f"{path} holds a broken checkpoint: {err}; use another checkpoint "
+                              "or retrain") from err
+
+
+def _check_container(path: Path) -> None:
+    """A checkpoint is a torch.save zip file. A bare pickle (or torch's legacy format, a pickle
+    too) is refused before torch sees it: we never unpickle, whatever the loader's safeguards."""
+    try:
+        with path.open("rb") as fh:
+            head = fh.read(4)
+    except OSError as err:
+        raise CheckpointError(f"cannot read checkpoint {path}: {err}") from err
+    if head[:1] == b"\x80":
+        raise CheckpointError(f"{path} is a Python pickle, not an lstm-jam checkpoint: lstm-jam never "
+                              "unpickles (a pickle can run any code); save a checkpoint with "
+                              "`python -m train`, or torch.save a plain dict of tensors")
+    if head[:4] != b"PK\x03\x04":
+        raise CheckpointError(f"{path} is not an lstm-jam checkpoint (a torch.save zip file starts "
+                              f"with b'PK\\x03\\x04', this one with {head!r}; it may be torn, empty "
+                              "or another kind of file): use another checkpoint or retrain")
 
 
 def model_from_checkpoint(data: dict[str, Any]) -> tuple[JamLSTM, Vocab]:
@@ -76,7 +111,7 @@ def model_from_checkpoint(data: dict[str, Any]) -> tuple[JamLSTM, Vocab]:
     try:
         model = JamLSTM(**data["model_args"])
         model.load_state_dict(data["state_dict"])
-    except (TypeError, RuntimeError) as err:
+    except (TypeError, ValueError, RuntimeError, AttributeError) as err:
         raise CheckpointError(f"checkpoint weights do not fit its model_args: {err}") from err
     if model.vocab_size != vocab.size:
         raise CheckpointError(f"checkpoint vocab has {vocab.size} tokens but the model {model.vocab_size}")

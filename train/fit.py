@@ -131,8 +131,12 @@ def run(args, cfg: Config, vocab: Vocab, train, val, info: dict, base: dict, out
     progress = Progress()
     if resume:
         model.load_state_dict(resume["state_dict"])
-        opt.load_state_dict(resume["resume"]["optimizer"])
-        progress = Progress(**resume["resume"]["progress"])
+        try:
+            opt.load_state_dict(resume["resume"]["optimizer"])
+            progress = Progress(**resume["resume"]["progress"])
+        except (KeyError, TypeError, ValueError, RuntimeError) as err:
+            raise CheckpointError(f"{out / 'last.pt'} has a broken resume state ({type(err).__name__}: "
+                                  f"{err}); start a new run without --resume") from err
         _say(args, f"resuming {out} after epoch {progress.epoch}")
     elif (out / "last.pt").exists():
         _say(args, f"note: starting a new run over the one in {out} (use --resume to continue it)")
