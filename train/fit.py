@@ -258,6 +258,8 @@ def _load_resume(out: Path) -> dict:
         raise CheckpointError(f"nothing to resume: {out / 'last.pt'} does not exist; "
                               "start a run without --resume, or pass the --out of an earlier run")
     data = load_checkpoint(out / "last.pt")
+    for stale in out.glob(".*.pt.*.tmp"):          # a write a kill interrupted (never renamed)
+        stale.unlink(missing_ok=True)
     if "resume" not in data:
         raise CheckpointError(f"{out / 'last.pt'} has no resume state; start a new run without --resume")
     return data
