@@ -181,6 +181,9 @@ def play_live(args: argparse.Namespace, cfg: Config, generator, provider: str) -
             finally:
                 if args.stats_json:
                     Path(args.stats_json).write_text(json.dumps(stats or session.stats(), indent=1))
+        if stats.get("input_dropped"):
+            print(f"note: {stats['input_dropped']} input messages were dropped (more arrived than the "
+                  f"input queue holds); {stats['input_received']} were heard", file=sys.stderr)
         if stats["errors"]:
             print(f"error: {stats['errors'][0]}", file=sys.stderr)
             return 2
