@@ -119,6 +119,11 @@ class PulseGrid:
             self.pulses.clear()               # the master jumped back: a new run
         self.pulses.append((index, stamp_s))
 
+    def renumber(self, since_s: float, shift: int = 1) -> None:
+        """Pulses stamped at or after `since_s` move `shift` on (a pulse before them was lost)."""
+        self.pulses = deque(((i + shift, t) if t >= since_s else (i, t) for i, t in self.pulses),
+                            maxlen=self.pulses.maxlen)
+
     def line(self) -> tuple[float, float] | None:
         """(phase_s, period_s): pulse i falls at phase_s + i * period_s; None until enough pulses."""
         n = len(self.pulses)
@@ -174,6 +179,7 @@ class MasterLock:
         self.pulses = PulseGrid()
         self.pulses_per_step = 24 / steps_per_beat
         self.offset: int | None = None            # session tick - master step, once locked
+        self._lost_seen = 0
 
     @property
     def locked(self) -> bool:
@@ -182,6 +188,10 @@ class MasterLock:
     def feed(self, msg, stamp_s: float) -> None:
         f = self.follower
         f.feed(msg, stamp_s)
+        lost = getattr(f, "lost_pulses", 0)
+        if lost != self._lost_seen:             # the follower renumbered after a lost pulse
+            self.pulses.renumber(f.renumbered_since_s, lost - self._lost_seen)
+            self._lost_seen = lost
         if msg.type != "clock":
             self.pulses.reset()             # start, stop, continue, song position: a new run
         elif f.running and f.last_pulse_index is not None:

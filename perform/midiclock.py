@@ -36,13 +36,33 @@ _CLOCK_TYPES = ("clock", "start", "stop", "continue", "songpos")
 TEMPO_CHANGE = 0.02
 
 
-def _slope(times_s: list[float]) -> float:
-    """Least-squares slope of times_s against 0, 1, 2, ... (seconds per pulse)."""
-    n = len(times_s)
-    mean_i = (n - 1) / 2
-    mean_t = sum(times_s) / n
-    num = sum((i - mean_i) * (t - mean_t) for i, t in enumerate(times_s))
-    return num / (n * (n * n - 1) / 12)
+#: A lost pulse is recognised after this many pulses in a row arrive about a period late, once
+#: the window holds LOST_MIN_PULSES pulses.
+LOST_RUN = 4
+LOST_MIN_PULSES = 12
+
+
+def _slope(points: list[tuple[int, float]]) -> float:
+    """Least-squares slope of stamp against pulse number (seconds per pulse)."""
+    n = len(points)
+    mean_i = sum(i for i, _ in points) / n
+    mean_t = sum(t for _, t in points) / n
+    num = sum((i - mean_i) * (t - mean_t) for i, t in points)
+    den = sum((i - mean_i) ** 2 for i, _ in points)
+    return num / den
+
+
+def _period(points: list[tuple[int, float]]) -> float:
+    """Seconds per pulse from stamps that are late by varying amounts, never early: a first
+    least-squares slope, then the line through the least delayed pulse of the first and of the
+    last quarter (a stall that delays a burst of pulses does not bend it; as clock.PulseGrid)."""
+    slope = _slope(points)
+    quarter = len(points) // 4
+    if quarter < 2:
+        return slope
+    early = min(points[:quarter], key=lambda p: p[1] - p[0] * slope)
+    late = min(points[-quarter:], key=lambda p: p[1] - p[0] * slope)
+    return (late[1] - early[1]) / (late[0] - early[0])
 
 
 def pulse_period_s(bpm: float) -> float:
@@ -53,11 +73,18 @@ def pulse_period_s(bpm: float) -> float:
 class MidiClockFollower:
     """Tracks a master's transport (running), position (pulses, beats) and tempo (smoothed).
 
-    The pulse period is the least-squares slope of the stamps of the last `window_pulses` pulses
-    (two beats by default): every pulse counts, not two stamps a beat apart, so a port's jitter (a
-    JACK period, a pulse now and then a few ms late) moves the tempo a few hundredths of a percent,
+    The pulse period is fitted to the stamps of the last `window_pulses` pulses (two beats by
+    default; see _period): many pulses, not two stamps a beat apart, so a port's jitter (a JACK
+    period, a pulse now and then a few ms late) moves the tempo a few hundredths of a percent,
     not several percent. When the last beat alone says a tempo more than TEMPO_CHANGE away, the
     master changed tempo: that beat's fit is used, so a change is still followed within a beat.
+
+    A pulse lost on the way (JACK drops a cycle's events when a client misses its deadline on a
+    loaded machine) would number every later pulse one short: the position a pulse late for good
+    and the tempo fit bent. So when LOST_RUN pulses in a row each arrive about one period later
+    than the fitted line says (0.6 to 1.4 periods, within half a period of each other: a stall
+    makes a falling series, a loss a flat one), one pulse was lost: they are renumbered, and
+    `lost_pulses` and `renumbered_since_s` say so.
     """
 
     def __init__(self, window_pulses: int = 2 * PULSES_PER_BEAT,
@@ -71,7 +98,11 @@ class MidiClockFollower:
         self.last_pulse_s: float | None = None
         self.last_pulse_index: int | None = None  # position of the latest pulse, in pulses
         self._next_index = 0
-        self._times: deque[float] = deque(maxlen=window_pulses + 1)
+        self._count = 0                           # pulses since the tempo window restarted
+        self._times: deque[tuple[int, float]] = deque(maxlen=window_pulses + 1)   # (count, stamp)
+        self._late: list[float] = []              # residuals of a run of pulses a period late
+        self.lost_pulses = 0
+        self.renumbered_since_s: float | None = None   # stamp of the first renumbered pulse
 
     def feed(self, msg: mido.Message, t_s: float) -> str | None:
         """Take one message stamped `t_s` (seconds). Returns its type if it is a clock message."""
@@ -92,14 +123,42 @@ class MidiClockFollower:
 
     def _pulse(self, t_s: float) -> None:
         self.pulses_seen += 1
-        if self._times and t_s - self._times[-1] > self.max_gap_s:
+        if self._times and t_s - self._times[-1][1] > self.max_gap_s:
             self._times.clear()
-        self._times.append(t_s)
+            self._late.clear()
+        self._watch_for_a_lost_pulse(t_s)
+        self._times.append((self._count, t_s))
+        self._count += 1
         self._pulse_s = None
         self.last_pulse_s = t_s
         if self.running:
             self.last_pulse_index = self._next_index
             self._next_index += 1
+
+    def _watch_for_a_lost_pulse(self, t_s: float) -> None:
+        """Renumber when this pulse ends a run of LOST_RUN pulses each about a period late."""
+        if len(self._times) < LOST_MIN_PULSES:
+            return
+        period_s = self.pulse_s
+        phase_s = min(t - i * period_s for i, t in self._times)      # the least delayed pulses
+        late = (t_s - phase_s - self._count * period_s) / period_s   # in periods
+        if not 0.6 <= late <= 1.4 or (self._late and max(self._late + [late]) - min(self._late + [late]) > 0.5):
+            self._late.clear()
+            return
+        self._late.append(late)
+        if len(self._late) < LOST_RUN:
+            return
+        run = len(self._late) - 1                 # the earlier pulses of the run, already stored
+        times = list(self._times)
+        self._times = deque(times[:len(times) - run] + [(i + 1, t) for i, t in times[len(times) - run:]],
+                            maxlen=self._times.maxlen)
+        self.renumbered_since_s = times[len(times) - run][1]
+        self._count += 1
+        self._next_index += 1
+        if self.last_pulse_index is not None:
+            self.last_pulse_index += 1
+        self.lost_pulses += 1
+        self._late.clear()
 
     @property
     def pulse_s(self) -> float | None:
@@ -107,10 +166,10 @@ class MidiClockFollower:
         if len(self._times) < 2:
             return None
         if self._pulse_s is None:
-            times = list(self._times)
-            fit = _slope(times)
-            if len(times) > PULSES_PER_BEAT + 1:
-                recent = _slope(times[-(PULSES_PER_BEAT + 1):])
+            points = list(self._times)
+            fit = _period(points)
+            if len(points) > PULSES_PER_BEAT + 1:
+                recent = _period(points[-(PULSES_PER_BEAT + 1):])
                 if abs(recent - fit) > TEMPO_CHANGE * fit:
                     fit = recent
             self._pulse_s = fit

@@ -127,11 +127,11 @@ def test_send_clock_gives_a_follower_the_tempo(jack_server, tiny_onnx, tmp_path)
     assert [m.type for m, _ in rig.received if m.type in ("start", "stop")] == ["start", "stop"]
 
 
-@pytest.mark.xfail(strict=False, reason="known bug, reported: in about a third of runs perform --sync "
-                   "locks about one MIDI clock pulse (17-23 ms at 150 bpm) late on the master's grid")
 def test_sync_follows_the_masters_clock_onto_its_grid(jack_server, tiny_onnx, tmp_path):
     """A master at 150 bpm drives `perform --sync --bpm 240`: its notes land on the master's steps
-    (the times the master's pulses 0, 6, 12, ... actually left, give or take the two ports)."""
+    (the times the master's pulses 0, 6, 12, ... actually left, give or take the two ports).
+    On a loaded machine JACK now and then drops a pulse (a client missed its cycle): perform
+    notices from the timing and stays on the grid (it used to lock a pulse late, 17-23 ms)."""
     master_bpm = 150.0
     rig = Rig(tiny_onnx, tmp_path / "stats.json", "--mode", "solo", "--sync", "--seed", "4")
     sender = ClockSender(master_bpm)

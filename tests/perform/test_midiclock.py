@@ -178,3 +178,32 @@ def test_tempo_stays_within_a_bpm_when_pulses_arrive_late_by_a_jack_period_and_t
         for i in range(96):
             f.feed(CLOCK, i * pulse_s + rng.uniform(0.0, 0.0027) + (0.010 if i == 95 else 0.0))
         assert f.tempo_bpm == pytest.approx(240.0, abs=1.0), trial
+
+
+def _jittered_run(f, pulse_s, count, lost=(), delays=None, seed=5):
+    import random
+    rng = random.Random(seed)
+    f.feed(START, 0.0)
+    for i in range(count):
+        if i in lost:
+            continue
+        f.feed(CLOCK, 1.0 + i * pulse_s + rng.uniform(0.0, 0.0027) + (delays or {}).get(i, 0.0))
+
+
+def test_a_lost_pulse_is_noticed_and_neither_the_position_nor_the_tempo_slip():
+    """JACK drops a cycle's events when a client misses its deadline: one pulse never arrives."""
+    pulse_s = pulse_period_s(240)
+    f = MidiClockFollower()
+    _jittered_run(f, pulse_s, 120, lost={60})
+    assert f.lost_pulses == 1
+    assert f.last_pulse_index == 119                       # the master's position, not 118
+    assert f.tempo_bpm == pytest.approx(240.0, abs=1.0)
+
+
+def test_a_stall_that_delays_a_burst_of_pulses_is_not_taken_for_a_lost_one():
+    pulse_s = pulse_period_s(240)
+    f = MidiClockFollower()
+    stall = {60: 0.040, 61: 0.030, 62: 0.020, 63: 0.010}   # 40 ms late, then the backlog
+    _jittered_run(f, pulse_s, 120, delays=stall)
+    assert f.lost_pulses == 0 and f.last_pulse_index == 119
+    assert f.tempo_bpm == pytest.approx(240.0, abs=1.0)
