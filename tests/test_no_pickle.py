@@ -7,10 +7,11 @@ ROOT = Path(__file__).resolve().parents[1]
 PACKAGES = ("perform", "train", "export", "bench")
 
 FORBIDDEN = [
-    (re.compile(r"^\s*(import|from)\s+(c?pickle|cloudpickle|dill|joblib|shelve)\b", re.M), "pickle import"),
+    (re.compile(r"^\s*(import|from)\s+(c?pickle|cloudpickle|dill|joblib|shelve|marshal)\b", re.M), "pickle import"),
     (re.compile(r"allow_pickle\s*=\s*True"), "np.load(allow_pickle=True)"),
     (re.compile(r"weights_only\s*=\s*False"), "torch.load(weights_only=False)"),
     (re.compile(r"\.to_pickle\(|read_pickle\("), "pandas pickle"),
+    (re.compile(r"pickle_module\s*="), "torch.save/load with a pickle_module"),
 ]
 
 
@@ -38,4 +39,6 @@ def test_no_pickle_in_the_code():
 def test_the_guard_catches_pickle(tmp_path):
     text = "import pickle\nx = torch.load(f)\n"
     assert FORBIDDEN[0][0].search(text)
+    assert FORBIDDEN[0][0].search("import marshal\n")
+    assert FORBIDDEN[-1][0].search("torch.save(x, f, pickle_module=dill)")
     assert re.search(r"torch\.load\(([^()]|\([^()]*\))*\)", text).group(0) == "torch.load(f)"
