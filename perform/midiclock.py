@@ -38,8 +38,12 @@ TEMPO_CHANGE = 0.02
 
 #: A lost pulse is recognised after this many pulses in a row arrive about a period late, once
 #: the window holds LOST_MIN_PULSES pulses.
-LOST_RUN = 4
-LOST_MIN_PULSES = 12
+LOST_RUN = 12
+LOST_MIN_PULSES = 24
+#: Lateness a pulse may have without anything being wrong (a JACK period, polling, a wake-up);
+#: below 0.6 / 0.6 * JITTER_S a period (about 350 bpm) a lost pulse cannot be told from jitter.
+JITTER_S = 0.004
+LOST_MIN_PERIOD_S = JITTER_S / 0.6
 
 
 def _slope(points: list[tuple[int, float]]) -> float:
@@ -81,9 +85,9 @@ class MidiClockFollower:
 
     A pulse lost on the way (JACK drops a cycle's events when a client misses its deadline on a
     loaded machine) would number every later pulse one short: the position a pulse late for good
-    and the tempo fit bent. So when LOST_RUN pulses in a row each arrive about one period later
-    than the fitted line says (0.6 to 1.4 periods, within half a period of each other: a stall
-    makes a falling series, a loss a flat one), one pulse was lost: they are renumbered, and
+    and the tempo fit bent. So when LOST_RUN (12) pulses in a row each arrive about one period later
+    than the fitted line says (0.6 to 1.4 periods, within 0.4 of a period of each other, give or
+    take JITTER_S: a stall makes a falling series, a loss a flat one), one pulse was lost: they are renumbered, and
     `lost_pulses` and `renumbered_since_s` say so.
     """
 
@@ -141,11 +145,13 @@ class MidiClockFollower:
             return
         period_s = self.pulse_s
         phase_s = min(t - i * period_s for i, t in self._times)      # the least delayed pulses
-        late = (t_s - phase_s - self._count * period_s) / period_s   # in periods
-        if not 0.6 <= late <= 1.4 or (self._late and max(self._late + [late]) - min(self._late + [late]) > 0.5):
+        late_s = t_s - phase_s - self._count * period_s
+        run = self._late + [late_s]
+        if (period_s < LOST_MIN_PERIOD_S or not 0.6 * period_s <= late_s <= 1.4 * period_s + JITTER_S
+                or max(run) - min(run) > 0.4 * period_s + JITTER_S):
             self._late.clear()
             return
-        self._late.append(late)
+        self._late.append(late_s)
         if len(self._late) < LOST_RUN:
             return
         run = len(self._late) - 1                 # the earlier pulses of the run, already stored

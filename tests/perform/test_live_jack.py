@@ -142,9 +142,11 @@ def test_sync_follows_the_masters_clock_onto_its_grid(jack_server, tiny_onnx, tm
         for msg in sender.start(time.perf_counter() + 0.1):
             rig.player.send(msg)
         while not stop.is_set():
-            for _, msg in sender.pop_due(time.perf_counter()):
+            due = sender.pop_due(time.perf_counter())
+            first = sender.pulses_sent - len(due)          # index of the first pulse in `due`
+            for k, (_, msg) in enumerate(due):
                 rig.player.send(msg)
-                if sender.pulses_sent % 6 == 1:
+                if (first + k) % 6 == 0:                   # pulses 0, 6, 12, ...: a master step
                     step_sent_s.append(time.perf_counter())
             time.sleep(max(0.0, min(0.002, sender.next_deadline_s - time.perf_counter())))
 

@@ -207,3 +207,10 @@ def test_a_stall_that_delays_a_burst_of_pulses_is_not_taken_for_a_lost_one():
     _jittered_run(f, pulse_s, 120, delays=stall)
     assert f.lost_pulses == 0 and f.last_pulse_index == 119
     assert f.tempo_bpm == pytest.approx(240.0, abs=1.0)
+
+
+def test_a_short_run_of_pulses_each_a_period_late_is_not_taken_for_a_lost_one():
+    pulse_s = pulse_period_s(240)
+    f = MidiClockFollower()
+    _jittered_run(f, pulse_s, 120, delays={i: pulse_s for i in range(60, 66)})  # 6 pulses, ~60 ms
+    assert f.lost_pulses == 0 and f.last_pulse_index == 119
