@@ -203,3 +203,26 @@ def test_call_mode_without_any_input_says_so(capsys, fake_model, fake_ports):
     assert cli.main(["--port", "x", "--seconds", "0.05", "--quiet"]) == 0
     err = capsys.readouterr().err
     assert "Ctrl-C stops" in err and "hears no input" in err and "--input" in err
+
+
+def test_input_dropped_by_a_full_queue_is_reported_at_exit(capsys, monkeypatch, fake_model, fake_ports):
+    """A flood bigger than the input queue: what was dropped is counted and said at exit."""
+    import mido
+    import perform.listener as listener_module
+
+    class FloodedInput(NoInput):
+        def __init__(self, callback):
+            for _ in range(5000):                  # before the loop drains anything
+                callback(mido.Message("control_change", control=7, value=1))
+
+    class SmallListener(listener_module.Listener):
+        def __init__(self, **kwargs):
+            super().__init__(maxsize=100, **kwargs)
+
+    monkeypatch.setattr(listener_module, "Listener", SmallListener)
+    monkeypatch.setattr(ports, "open_input", lambda *a, callback=None, **k: FloodedInput(callback))
+    rc = cli.main(["--port", "x", "--input", "keys", "--mode", "duet", "--bpm", "400",
+                   "--seconds", "0.1", "--quiet"])
+    err = capsys.readouterr().err
+    assert rc == 0, err
+    assert "note: 4900 input messages were dropped" in err and "100 were heard" in err
