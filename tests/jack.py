@@ -59,7 +59,10 @@ class JackServer:
         for key, value in (("JACK_DEFAULT_SERVER", self.name), ("JACK_NO_START_SERVER", "1")):
             self._saved_env[key] = os.environ.get(key)
             os.environ[key] = value
-        cmd = ["jackd", "--no-realtime", "-n", self.name, "-d", "dummy",
+        # --sync: each cycle waits for every client. In the default (asynchronous) mode a client
+        # that misses its cycle on a loaded machine loses the MIDI events it wrote in it (seen: a
+        # MIDI clock pulse, a note-off); a real sound card's deadline does not apply to the dummy.
+        cmd = ["jackd", "--no-realtime", "--sync", "-n", self.name, "-d", "dummy",
                "-r", str(self.rate_hz), "-p", str(self.period_frames)]
         self.proc = subprocess.Popen(cmd, stdout=self._log, stderr=subprocess.STDOUT,
                                      stdin=subprocess.DEVNULL, start_new_session=True)

@@ -159,8 +159,10 @@ def test_sync_follows_the_masters_clock_onto_its_grid(jack_server, tiny_onnx, tm
         thread.join()
         code, err = rig.stop()
     assert code == 0, err
+    # From 1.5 s after the master's first step (locked on) to its last step (after it, perform
+    # plays on by itself until the SIGINT lands, with nothing to be measured against).
     ons = [t for m, t in rig.received if m.type == "note_on" and m.velocity > 0
-           and t > step_sent_s[0] + 1.5]
+           and step_sent_s[0] + 1.5 < t <= step_sent_s[-1] + 0.05]
     assert len(ons) >= 10, f"too few notes after locking on: {len(ons)}; stats: {rig.stats()}"
     errors = [min((t - s for s in step_sent_s), key=abs) for t in ons]
     shown = (f"errors in ms, sorted: {sorted(round(e * 1000, 1) for e in errors)}; "
