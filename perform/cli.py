@@ -105,6 +105,9 @@ def with_model_grid(cfg: Config, vocab) -> Config:
     return dataclasses.replace(cfg, grid=grid)
 
 
+SWITCH_INTERVAL_S = 0.0002
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
@@ -118,6 +121,9 @@ def main(argv: list[str] | None = None) -> int:
         cfg = with_model_grid(cfg, vocab)
         if args.out:
             return render_to_file(args, cfg, generator)
+        # The loop thread must get the interpreter back within a fraction of a tick when it wakes,
+        # not after the default 5 ms switch interval of whichever thread (port poller, watch) holds it.
+        sys.setswitchinterval(SWITCH_INTERVAL_S)
         return play_live(args, cfg, generator, provider)
     except JamError as err:
         print(f"error: {err}", file=sys.stderr)
