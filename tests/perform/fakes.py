@@ -59,15 +59,20 @@ class FakePort(BaseIOPort):
 
     def sounding_after(self) -> set[tuple[int, int]]:
         """(channel, pitch) still on at the end (CC 123 silences a channel)."""
-        on: set[tuple[int, int]] = set()
-        for _, m in self.sent:
-            if m.type == "note_on" and m.velocity > 0:
-                on.add((m.channel, m.note))
-            elif m.type in ("note_on", "note_off"):
-                on.discard((m.channel, m.note))
-            elif m.type == "control_change" and m.control == 123:
-                on = {k for k in on if k[0] != m.channel}
-        return on
+        return sounding(m for _, m in self.sent)
+
+
+def sounding(messages) -> set[tuple[int, int]]:
+    """(channel, pitch) still on after replaying `messages`: note-off or all-notes-off ends it."""
+    on: set[tuple[int, int]] = set()
+    for m in messages:
+        if m.type == "note_on" and m.velocity > 0:
+            on.add((m.channel, m.note))
+        elif m.type in ("note_on", "note_off"):
+            on.discard((m.channel, m.note))
+        elif m.type == "control_change" and m.control == 123:
+            on = {k for k in on if k[0] != m.channel}
+    return on
 
 
 class FakeSampler:

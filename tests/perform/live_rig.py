@@ -19,6 +19,8 @@ import mido
 
 from perform import ports
 
+import fakes
+
 PERIOD_S = 60.0 / (240.0 * 4)        # a step at 240 bpm: what Rig.play times its notes by
 PERFORM = [sys.executable, "-c", "from perform.cli import main; raise SystemExit(main())"]
 
@@ -124,13 +126,5 @@ class Rig:
 
 
 def sounding(received) -> set[tuple[int, int]]:
-    """(channel, pitch) still on after replaying what arrived: note-off or all-notes-off ends it."""
-    on: set[tuple[int, int]] = set()
-    for msg, _ in received:
-        if msg.type == "note_on" and msg.velocity > 0:
-            on.add((msg.channel, msg.note))
-        elif msg.type in ("note_on", "note_off"):
-            on.discard((msg.channel, msg.note))
-        elif msg.type == "control_change" and msg.control == 123:
-            on = {key for key in on if key[0] != msg.channel}
-    return on
+    """(channel, pitch) still on after replaying what arrived, as (msg, time) pairs."""
+    return fakes.sounding(msg for msg, _ in received)

@@ -15,7 +15,7 @@ import perform.cli as cli
 import perform.ports as ports
 from perform.tokens import Vocab
 
-from fakes import FakeGenerator
+from fakes import FakeGenerator, sounding
 
 
 class LivePort(BaseIOPort):
@@ -61,18 +61,6 @@ def fake_ports(monkeypatch):
     monkeypatch.setattr(ports, "open_output", open_output)
     monkeypatch.setattr(ports, "open_input", lambda *a, **k: NoInput())
     return made
-
-
-def sounding(sent):
-    on = set()
-    for m in sent:
-        if m.type == "note_on" and m.velocity > 0:
-            on.add((m.channel, m.note))
-        elif m.type in ("note_on", "note_off"):
-            on.discard((m.channel, m.note))
-        elif m.type == "control_change" and m.control == 123:
-            on = {k for k in on if k[0] != m.channel}
-    return on
 
 
 @pytest.mark.parametrize("argv, message", [
