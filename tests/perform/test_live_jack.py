@@ -30,7 +30,7 @@ PAUSE_S = 2 * 60.0 / BPM             # answer_pause_beats = 2 -> 0.5 s
 ANSWER_S = 16 * PERIOD_S             # answer_bars = 1 -> 16 steps = 1 s
 RING_S = 32 * PERIOD_S               # a note may last up to max_dur_steps (32) past the answer
 GRID_TOLERANCE_S = 0.005
-MAX_ERROR_S = 0.020
+MAX_ERROR_S = 0.030                 # sanity bound, under half a step (31 ms), for a loaded 2-core CI machine; goals: bench/live.py
 
 
 def grid_errors_s(times_s: list[float]) -> list[float]:

@@ -21,7 +21,7 @@ from live_rig import Rig, sounding
 BPM = 240.0
 PERIOD_S = 60.0 / (BPM * 4)
 GRID_TOLERANCE_S = 0.005
-MAX_ERROR_S = 0.020
+MAX_ERROR_S = 0.030                 # sanity bound, under half a step (31 ms), for a loaded 2-core CI machine; goals: bench/live.py
 OUTPUT = "e2e-r:e2e-reader"
 INPUT = "e2e-p:e2e-player"
 
