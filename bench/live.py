@@ -87,6 +87,34 @@ def loopback(count: int = 500, gap_s: float = 0.0037) -> dict:
 # ---- the instrument as a subprocess -----------------------------------------------------------
 
 
+class SleepJitter:
+    """The machine's own scheduling while perform plays, with no MIDI at all: how late a 20 ms
+    sleep wakes up, sampled on a thread of this (benchmark) process. On a virtual machine whose
+    host deschedules it, no code can place a note more precisely than these tails allow."""
+
+    def __init__(self, sleep_s: float = 0.02) -> None:
+        self.sleep_s, self.oversleep_s = sleep_s, []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def __enter__(self) -> "SleepJitter":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            start_s = time.perf_counter()
+            time.sleep(self.sleep_s)
+            self.oversleep_s.append(time.perf_counter() - start_s - self.sleep_s)
+
+    def figures(self) -> dict:
+        return {"sleep_s": self.sleep_s, "oversleep": percentiles_ms(self.oversleep_s)}
+
+
 def cpu_seconds(pid: int) -> float | None:
     """utime + stime of a process, from /proc (Linux); None elsewhere."""
     try:
@@ -268,9 +296,11 @@ def main(argv: list[str] | None = None) -> int:
             loop = loopback()
             result = {"jack": {"period_frames": server.period_frames, "rate_hz": server.rate_hz},
                       "bpm": args.bpm, "model": str(args.model or "tiny untrained (16/32/1)"),
-                      "loopback": loop,
-                      "solo": run_solo(model, args.minutes, args.bpm, 4, loop),
-                      "call": run_call(model, args.bpm, args.phrases)}
+                      "loopback": loop}
+            with SleepJitter() as jitter:
+                result["solo"] = run_solo(model, args.minutes, args.bpm, 4, loop)
+            result["machine_during_solo"] = jitter.figures()
+            result["call"] = run_call(model, args.bpm, args.phrases)
     print(json.dumps(result, indent=2) if args.json else _text(result))
     return 0
 
