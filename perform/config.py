@@ -119,6 +119,9 @@ class ControlsConfig:
             _check(-1 <= value <= 127, f"controls.{f.name}", value, "a CC number 0..127, or -1 for off")
 
 
+LR_SCHEDULES = ("cosine", "plateau")
+
+
 @dataclass(frozen=True)
 class TrainConfig:
     """Model sizes and the training run."""
@@ -137,9 +140,18 @@ class TrainConfig:
     seed: int = 0
     augment: bool = True
     transpose_semitones: int = 6
+    lr_schedule: str = "cosine"     # "cosine": warmup then cosine to min_lr_fraction over max_epochs;
+                                    # "plateau": halve after an epoch that does not improve
+    warmup_steps: int = 200
+    min_lr_fraction: float = 0.05
 
     def __post_init__(self) -> None:
         _check(0 <= self.dropout < 1, "train.dropout", self.dropout, "a number in [0, 1)")
+        _check(self.lr_schedule in LR_SCHEDULES, "train.lr_schedule", self.lr_schedule,
+               f"one of {list(LR_SCHEDULES)}")
+        _check(self.warmup_steps >= 0, "train.warmup_steps", self.warmup_steps, "a whole number >= 0")
+        _check(0 <= self.min_lr_fraction <= 1, "train.min_lr_fraction", self.min_lr_fraction,
+               "a number in [0, 1]")
         _check(0 < self.val_fraction < 1, "train.val_fraction", self.val_fraction, "a number in (0, 1)")
         for name in ("embed_dim", "hidden_size", "num_layers", "seq_len", "batch_size", "max_epochs"):
             _check(getattr(self, name) >= 1, f"train.{name}", getattr(self, name), "a whole number >= 1")

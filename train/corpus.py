@@ -30,6 +30,7 @@ from .corpus_read import MIDI_SUFFIXES, read_many
 from .errors import CorpusError
 
 READ_SUFFIXES = MIDI_SUFFIXES + SCORE_SUFFIXES
+MUSIC21_PREFIX = "music21:"     # music21:palestrina names a collection of music21's bundled corpus
 DEFAULT_WORKERS = 2
 PARALLEL_MIN_FILES = 4          # fewer files than this are read in this process
 PROGRESS_MIN_FILES = 50
@@ -99,6 +100,9 @@ def find_files(paths: Sequence[str | Path] | None) -> list[str]:
         paths = [paths]
     files: list[str] = []
     for given in paths:
+        if str(given).startswith(MUSIC21_PREFIX):
+            files += music21_collection(str(given)[len(MUSIC21_PREFIX):])
+            continue
         path = Path(given)
         if path.is_dir():
             files += sorted(str(p) for p in path.rglob("*")
@@ -113,6 +117,34 @@ def find_files(paths: Sequence[str | Path] | None) -> list[str]:
         shown = [str(p) for p in paths]
         raise CorpusError(f"no music files in {shown}; read are {_types()} (folders recursively)")
     return files
+
+
+def _music21_corpus_dir() -> Path:
+    spec = importlib.util.find_spec("music21")
+    if spec is None or not spec.submodule_search_locations:
+        raise CorpusError("music21's bundled corpus needs music21: pip install music21, "
+                          "or give MIDI files or folders")
+    return Path(list(spec.submodule_search_locations)[0]) / "corpus"
+
+
+def music21_collections() -> list[str]:
+    """The names `music21:NAME` accepts: the folders of music21's bundled corpus with scores in."""
+    root = _music21_corpus_dir()
+    return sorted(d.name for d in root.iterdir() if d.is_dir() and not d.name.startswith(("_", "."))
+                  and any(p.suffix.lower() in SCORE_SUFFIXES for p in d.rglob("*")))
+
+
+def music21_collection(name: str) -> list[str]:
+    """The score files of one collection of music21's bundled corpus, e.g. "palestrina"."""
+    if name == "bach":
+        return bach_chorales()
+    folder = _music21_corpus_dir() / name
+    found = sorted(str(p) for p in folder.rglob("*") if p.suffix.lower() in SCORE_SUFFIXES) \
+        if name and folder.is_dir() and not name.startswith(("_", ".")) else []
+    if not found:
+        raise CorpusError(f"{MUSIC21_PREFIX}{name} is not a collection of music21's corpus; "
+                          f"valid: {', '.join(MUSIC21_PREFIX + n for n in music21_collections())}")
+    return found
 
 
 def bach_chorales() -> list[str]:

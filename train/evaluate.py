@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 
 from perform.errors import JamError
-from perform.tokens import PAD
+from perform.tokens import EOS, PAD, STEP, Vocab
 
 from .checkpoint import load_checkpoint, model_from_checkpoint
 from .data import stream_batches
@@ -44,14 +44,35 @@ def autocast(device: torch.device):
     return torch.autocast("cuda", dtype=torch.float16)
 
 
+TOKEN_TYPES = ("note", "dur", "vel", "step")
+
+
+def token_types(vocab: Vocab) -> np.ndarray:
+    """Each id's type as an index into TOKEN_TYPES (STEP and EOS count as "step"; PAD, BOS: -1)."""
+    kinds = np.full(vocab.size, -1, dtype=np.int64)
+    kinds[vocab.note_base:vocab.dur_base] = 0
+    kinds[vocab.dur_base:vocab.vel_base] = 1
+    kinds[vocab.vel_base:vocab.size] = 2
+    kinds[[STEP, EOS]] = 3
+    return kinds
+
+
 @torch.no_grad()
 def score_songs(model: JamLSTM, songs: Sequence[np.ndarray], *, batch_size: int = 32,
-                seq_len: int = 256, device: torch.device | str = "cpu") -> dict[str, float]:
-    """NLL per token (nats), perplexity, accuracy and token count over every position after BOS."""
+                seq_len: int = 256, device: torch.device | str = "cpu",
+                vocab: Vocab | None = None) -> dict[str, float]:
+    """NLL per token (nats), perplexity, accuracy and token count over every position after BOS.
+
+    With `vocab`, also the NLL of each token type: `nll_note`, `nll_dur`, `nll_vel`, `nll_step`
+    (nats per token of that type; NaN for a type that never occurs).
+    """
     device = torch.device(device)
     was_training = model.training
     model.eval()
     total_nll, correct, tokens, state = 0.0, 0, 0, None
+    kinds = torch.from_numpy(token_types(vocab)).to(device) if vocab is not None else None
+    type_nll = np.zeros(len(TOKEN_TYPES))
+    type_count = np.zeros(len(TOKEN_TYPES))
     try:
         for batch in stream_batches(songs, batch_size=batch_size, seq_len=seq_len):
             inputs = torch.from_numpy(batch.inputs).to(device)
@@ -61,15 +82,25 @@ def score_songs(model: JamLSTM, songs: Sequence[np.ndarray], *, batch_size: int 
                 logits, state = model(inputs, state)                      # (B, T, V)
             logits = logits.float()
             mask = targets != PAD
-            total_nll += float(F.cross_entropy(logits.transpose(1, 2), targets, ignore_index=PAD,
-                                               reduction="sum"))
+            nll = F.cross_entropy(logits.transpose(1, 2), targets, ignore_index=PAD, reduction="none")
+            total_nll += float(nll.sum())                                 # nll: (B, T)
+            if kinds is not None:
+                kind = kinds[targets]
+                for k in range(len(TOKEN_TYPES)):
+                    hit = kind == k
+                    type_nll[k] += float(nll[hit].sum())
+                    type_count[k] += int(hit.sum())
             correct += int(((logits.argmax(-1) == targets) & mask).sum())
             tokens += int(mask.sum())
     finally:
         model.train(was_training)
     nll = total_nll / tokens if tokens else math.nan
-    return {"nll": nll, "perplexity": math.exp(nll) if tokens else math.nan,
-            "accuracy": correct / tokens if tokens else math.nan, "tokens": tokens}
+    result = {"nll": nll, "perplexity": math.exp(nll) if tokens else math.nan,
+              "accuracy": correct / tokens if tokens else math.nan, "tokens": tokens}
+    if kinds is not None:
+        for k, name in enumerate(TOKEN_TYPES):
+            result[f"nll_{name}"] = float(type_nll[k] / type_count[k]) if type_count[k] else math.nan
+    return result
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -91,7 +122,7 @@ def evaluate(checkpoint: str | Path, paths: Sequence[str | Path], *, device: str
     data = load_checkpoint(checkpoint)
     model, vocab = model_from_checkpoint(data)
     for p in paths:
-        if not Path(p).exists():
+        if not str(p).startswith("music21:") and not Path(p).exists():
             raise CorpusError(f"{p} does not exist; pass MIDI files or folders that hold some")
     cache_dir = (data.get("config") or {}).get("paths", {}).get("cache_dir")
     corpus = load_corpus([str(p) for p in paths], vocab, cache_dir=cache_dir, use_cache=use_cache)
@@ -101,7 +132,7 @@ def evaluate(checkpoint: str | Path, paths: Sequence[str | Path], *, device: str
     dev = torch.device("cuda" if device == "auto" and torch.cuda.is_available() else
                        ("cpu" if device == "auto" else device))
     seq_len = int((data.get("config") or {}).get("train", {}).get("seq_len", 256))
-    result = score_songs(model.to(dev), songs, seq_len=seq_len, device=dev)
+    result = score_songs(model.to(dev), songs, seq_len=seq_len, device=dev, vocab=vocab)
     result.update({"songs": len(songs), "skipped": [list(s) for s in corpus.skipped],
                    "checkpoint": str(checkpoint), "train_metrics": data.get("metrics", {})})
     return result
@@ -122,6 +153,8 @@ def main(argv: list[str] | None = None) -> int:
     m = result["train_metrics"]
     print(f"{result['tokens']} tokens in {result['songs']} songs: nll {result['nll']:.4f} nats/token, "
           f"perplexity {result['perplexity']:.3f}, accuracy {result['accuracy']:.3f}")
+    print("per token type: " + ", ".join(f"{name.upper()} {result['nll_' + name]:.4f}"
+                                          for name in TOKEN_TYPES))
     if "val_nll" in m:
         print(f"(its own validation: nll {m['val_nll']:.4f}; n-gram {m.get('ngram_val_nll', math.nan):.4f})")
     return 0

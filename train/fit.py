@@ -31,7 +31,7 @@ from perform.tokens import PAD, Vocab
 from .checkpoint import load_checkpoint, save_checkpoint
 from .data import count_batches, split_by_song, stream_batches
 from .errors import CheckpointError, CorpusError
-from .evaluate import autocast, carry_state, score_songs
+from .evaluate import TOKEN_TYPES, autocast, carry_state, score_songs, token_types
 from .model import JamLSTM
 from .ngram import KneserNey, unigram_nll
 
@@ -51,6 +51,7 @@ class Progress:
     bad_epochs: int = 0
     elapsed_s: float = 0.0
     wall_s_to_best: float = 0.0
+    step: int = 0                     # optimizer steps taken (drives the cosine schedule)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -99,23 +100,43 @@ def fit(args: argparse.Namespace) -> dict:
     train_idx, val_idx = split_by_song(names, cfg.train.val_fraction, cfg.train.seed)
     train = [corpus.songs[i].ids for i in train_idx]
     val = [corpus.songs[i].ids for i in val_idx]
-    info = {"name": "music21 Bach chorales" if not paths else ", ".join(map(str, paths)),
+    info = {"name": "music21:bach (Bach chorales)" if not paths else ", ".join(map(str, paths)),
             "paths": [str(p) for p in paths] if paths else None, "files": corpus.files_ok,
             "songs": len(names), "train_songs": len(train), "val_songs": len(val),
             "train_tokens": int(sum(len(s) - 1 for s in train)),
             "val_tokens": int(sum(len(s) - 1 for s in val)), "skipped": len(corpus.skipped)}
-    base = baselines(train, val, vocab.size)
+    base = baselines(train, val, vocab)
     _say(args, f"{info['songs']} songs ({info['train_tokens']} training tokens, {info['val_tokens']} "
                f"validation); baselines: unigram {base['unigram_val_nll']:.4f}, "
-               f"{NGRAM_ORDER}-gram {base['ngram_val_nll']:.4f} nats/token")
+               f"{NGRAM_ORDER}-gram {base['ngram_val_nll']:.4f} nats/token "
+               f"(NOTE {base['ngram_val_nll_note']:.4f})")
     return run(args, cfg, vocab, train, val, info, base, out, resume)
 
 
-def baselines(train: list[np.ndarray], val: list[np.ndarray], vocab_size: int) -> dict[str, float]:
-    """Unigram and Kneser-Ney n-gram validation NLL (nats/token) on this split."""
-    lm = KneserNey(NGRAM_ORDER, vocab_size).fit(train)
-    return {"unigram_val_nll": unigram_nll(train, val, vocab_size), "ngram_val_nll": lm.nll(val),
-            "ngram_order": NGRAM_ORDER}
+def baselines(train: list[np.ndarray], val: list[np.ndarray], vocab: Vocab) -> dict[str, float]:
+    """Unigram and Kneser-Ney n-gram validation NLL (nats/token) on this split, and the n-gram's
+    NLL per token type (`ngram_val_nll_note`, ...)."""
+    lm = KneserNey(NGRAM_ORDER, vocab.size).fit(train)
+    nll = -lm.log_probs(val)
+    kinds = token_types(vocab)[np.concatenate([s[1:] for s in val if len(s) >= 2])]
+    out = {"unigram_val_nll": unigram_nll(train, val, vocab.size), "ngram_val_nll": float(nll.mean()),
+           "ngram_order": NGRAM_ORDER}
+    for k, name in enumerate(TOKEN_TYPES):
+        out[f"ngram_val_nll_{name}"] = float(nll[kinds == k].mean()) if (kinds == k).any() else math.nan
+    return out
+
+
+def lr_at(step: int, total_steps: int, t) -> float:
+    """The learning rate of optimizer step `step` (from 0) under train.lr_schedule "cosine": a linear
+    warmup over warmup_steps (at most a tenth of the run), then a cosine from lr down to
+    lr * min_lr_fraction at total_steps."""
+    warmup = min(t.warmup_steps, total_steps // 10)
+    if step < warmup:
+        return t.lr * (step + 1) / warmup
+    span = max(total_steps - warmup, 1)
+    done = min((step - warmup) / span, 1.0)
+    floor = t.lr * t.min_lr_fraction
+    return floor + (t.lr - floor) * 0.5 * (1 + math.cos(math.pi * done))
 
 
 def run(args, cfg: Config, vocab: Vocab, train, val, info: dict, base: dict, out: Path,
@@ -148,10 +169,12 @@ def run(args, cfg: Config, vocab: Vocab, train, val, info: dict, base: dict, out
             break
         start = time.perf_counter()
         epoch = progress.epoch + 1
-        stats = train_epoch(model, opt, train, cfg, vocab, epoch, device, deadline, args.quiet)
-        scores = score_songs(model, val, batch_size=t.batch_size, seq_len=t.seq_len, device=device)
+        stats = train_epoch(model, opt, train, cfg, vocab, epoch, device, deadline, args.quiet,
+                            progress)
+        scores = score_songs(model, val, batch_size=t.batch_size, seq_len=t.seq_len, device=device,
+                             vocab=vocab)
         progress.elapsed_s += time.perf_counter() - start
-        metrics = _end_epoch(progress, opt, stats, scores, epoch)
+        metrics = _end_epoch(progress, opt, stats, scores, epoch, t.lr_schedule == "plateau")
         metrics = {**metrics, **base, "beats_ngram_by": base["ngram_val_nll"] - progress.best_val_nll,
                    "parameters": sum(p.numel() for p in model.parameters()),
                    "train_tokens": info["train_tokens"], "val_tokens": info["val_tokens"]}
@@ -173,8 +196,12 @@ def run(args, cfg: Config, vocab: Vocab, train, val, info: dict, base: dict, out
 
 
 def train_epoch(model: JamLSTM, opt: torch.optim.Optimizer, songs, cfg: Config, vocab: Vocab,
-                epoch: int, device: torch.device, deadline: float, quiet: bool) -> dict:
-    """One pass over every training position; stops early (partial) when the deadline passes."""
+                epoch: int, device: torch.device, deadline: float, quiet: bool,
+                progress: Progress | None = None) -> dict:
+    """One pass over every training position; stops early (partial) when the deadline passes.
+
+    Under the cosine schedule each optimizer step sets its own learning rate from `progress.step`
+    (counted over train.max_epochs epochs of this corpus)."""
     from tqdm import tqdm
 
     t = cfg.train
@@ -186,9 +213,16 @@ def train_epoch(model: JamLSTM, opt: torch.optim.Optimizer, songs, cfg: Config, 
     start = time.perf_counter()
     batches = stream_batches(songs, batch_size=t.batch_size, seq_len=t.seq_len, rng=rng, vocab=vocab,
                              max_shift=t.transpose_semitones if t.augment else 0)
-    bar = tqdm(batches, total=count_batches(songs, t.batch_size, t.seq_len), desc=f"epoch {epoch}",
+    per_epoch = count_batches(songs, t.batch_size, t.seq_len)
+    cosine = t.lr_schedule == "cosine" and progress is not None
+    bar = tqdm(batches, total=per_epoch, desc=f"epoch {epoch}",
                unit="batch", disable=quiet, file=sys.stderr, leave=False)
     for batch in bar:
+        if cosine:
+            for group in opt.param_groups:
+                group["lr"] = lr_at(progress.step, per_epoch * t.max_epochs, t)
+        if progress is not None:
+            progress.step += 1
         inputs = torch.from_numpy(batch.inputs).to(device)
         targets = torch.from_numpy(batch.targets).to(device)
         state = carry_state(state, torch.from_numpy(batch.reset).to(device))
@@ -216,7 +250,8 @@ def train_epoch(model: JamLSTM, opt: torch.optim.Optimizer, songs, cfg: Config, 
             "tokens_per_s": tokens / max(seconds, 1e-9), "partial": partial}
 
 
-def _end_epoch(progress: Progress, opt, stats: dict, scores: dict, epoch: int) -> dict:
+def _end_epoch(progress: Progress, opt, stats: dict, scores: dict, epoch: int,
+               plateau_decay: bool = True) -> dict:
     """Record the epoch, track the best, decay the learning rate on a plateau; return metrics."""
     progress.epoch = epoch
     improved = scores["nll"] < progress.best_val_nll
@@ -225,13 +260,17 @@ def _end_epoch(progress: Progress, opt, stats: dict, scores: dict, epoch: int) -
         progress.wall_s_to_best = progress.elapsed_s
     else:
         progress.bad_epochs += 1
-        for group in opt.param_groups:
-            group["lr"] *= LR_DECAY
-    progress.history.append({"epoch": epoch, **stats, "val_nll": scores["nll"],
+        if plateau_decay:
+            for group in opt.param_groups:
+                group["lr"] *= LR_DECAY
+    types = {f"val_nll_{name}": scores[f"nll_{name}"] for name in TOKEN_TYPES if f"nll_{name}" in scores}
+    progress.history.append({"epoch": epoch, **stats, "val_nll": scores["nll"], **types,
                              "val_perplexity": scores["perplexity"], "val_accuracy": scores["accuracy"],
                              "lr": opt.param_groups[0]["lr"], "elapsed_s": progress.elapsed_s})
     best = progress.history[progress.best_epoch - 1]
     return {"val_nll": best["val_nll"], "val_perplexity": best["val_perplexity"],
+            **{key: best[key] for key in types},
+            "steps": progress.step,
             "val_accuracy": best["val_accuracy"], "best_epoch": progress.best_epoch,
             "epochs": epoch, "wall_s_to_best": progress.wall_s_to_best,
             "tokens_per_s": stats["tokens_per_s"]}
@@ -248,7 +287,8 @@ def _write_logs(out: Path, progress: Progress, metrics: dict, info: dict, cfg: C
 
 
 def _summary(h: dict, base: dict) -> str:
-    return (f"epoch {h['epoch']}: train {h['train_loss']:.4f}, validation NLL {h['val_nll']:.4f} "
+    note = f", NOTE {h['val_nll_note']:.4f} vs {base['ngram_val_nll_note']:.4f}" if "val_nll_note" in h else ""
+    return (f"epoch {h['epoch']}: train {h['train_loss']:.4f}, validation NLL {h['val_nll']:.4f}{note} "
             f"(ppl {h['val_perplexity']:.2f}, acc {h['val_accuracy']:.3f}; n-gram {base['ngram_val_nll']:.4f}), "
             f"{h['tokens_per_s']:,.0f} tok/s{' (partial epoch)' if h['partial'] else ''}")
 
@@ -278,7 +318,7 @@ def _config(args: argparse.Namespace, resume: dict | None) -> Config:
 def _load_corpus(paths, vocab: Vocab, cfg: Config, args):
     from .corpus import load_corpus
     for p in paths or []:
-        if not Path(p).exists():
+        if not str(p).startswith("music21:") and not Path(p).exists():
             raise CorpusError(f"{p} does not exist; pass MIDI files or folders (or none for the "
                               "Bach chorales)")
     return load_corpus(paths, vocab, cache_dir=cfg.paths.cache_dir, use_cache=not args.no_cache,

@@ -251,3 +251,13 @@ def test_a_progress_bar_on_stderr_for_many_files_only_when_asked(write_midi, tmp
     corpus = _load([folder], tmp_path, progress=True, use_cache=False)
     err = capsys.readouterr().err
     assert corpus.files_ok == 50 and "reading:" in err and "/50 [" in err
+
+
+def test_music21_collections_are_named_with_the_music21_prefix():
+    assert find_files(["music21:bach"]) == bach_chorales()
+    palestrina = find_files(["music21:palestrina"])
+    assert len(palestrina) > 1000 and all(p.endswith(".krn") for p in palestrina)
+    both = find_files(["music21:bach", "music21:palestrina"])
+    assert len(both) == len(bach_chorales()) + len(palestrina)
+    with pytest.raises(CorpusError, match="music21:nope is not a collection.*music21:palestrina"):
+        find_files(["music21:nope"])

@@ -120,14 +120,17 @@ def test_loss_goes_down_and_the_run_directory_is_complete(tmp_path, midi_dir):
 
 
 def test_resume_continues_and_repeats_an_uninterrupted_run(tmp_path, midi_dir):
+    # A run stopped by --epochs 1 and resumed to 3 is the plateau schedule's case (the cosine one
+    # spans train.max_epochs, so a shorter first run is another schedule; test_kill resumes that).
     cache = tmp_path / "cache"
+    plateau = ("--set", "train.lr_schedule='plateau'")
     straight, broken, other = tmp_path / "straight", tmp_path / "broken", tmp_path / "other"
-    assert train_run(straight, midi_dir, "--epochs", "3", cache=cache) == 0
-    assert train_run(broken, midi_dir, "--epochs", "1", cache=cache) == 0       # "killed" after 1
+    assert train_run(straight, midi_dir, "--epochs", "3", *plateau, cache=cache) == 0
+    assert train_run(broken, midi_dir, "--epochs", "1", *plateau, cache=cache) == 0  # "killed"
     assert train_run(broken, midi_dir, "--epochs", "3", "--resume", cache=cache) == 0
     assert [e["epoch"] for e in history(broken)] == [1, 2, 3]
     assert [e["val_nll"] for e in history(broken)] == [e["val_nll"] for e in history(straight)]
-    assert train_run(other, midi_dir, "--epochs", "1", "--set", "train.seed=7", cache=cache) == 0
+    assert train_run(other, midi_dir, "--epochs", "1", *plateau, "--set", "train.seed=7", cache=cache) == 0
     assert history(other)[0]["train_loss"] != history(straight)[0]["train_loss"]
 
 
@@ -152,3 +155,52 @@ def test_user_mistakes_are_one_line_errors(tmp_path, midi_dir, capsys):
     assert err.startswith("error: ") and "Traceback" not in err
     assert main([str(midi_dir), "--out", str(tmp_path / "r"), "--set", "train.hiden_size=3"]) == 2
     assert "valid keys" in capsys.readouterr().err
+
+
+# schedule and per-type figures ----------------------------------------------------------------
+def test_cosine_schedule_warms_up_then_falls_to_its_floor():
+    from perform.config import TrainConfig
+    from train.fit import lr_at
+    t = TrainConfig(lr=0.002, warmup_steps=100, min_lr_fraction=0.05)
+    rates = [lr_at(s, 1000, t) for s in range(1000)]
+    assert rates[0] == pytest.approx(0.002 / 100) and rates[99] == pytest.approx(0.002)
+    assert all(a < b for a, b in zip(rates[:99], rates[1:100]))           # warmup rises
+    assert all(a >= b for a, b in zip(rates[100:], rates[101:]))          # then only falls
+    assert rates[550] == pytest.approx(0.001 + 0.0001 * 0.5 - 0.0001 * 0.5 + 0.00005, rel=0.05)
+    assert lr_at(1000, 1000, t) == pytest.approx(0.0001)
+    assert lr_at(0, 50, t) == pytest.approx(0.002 / 5)    # warmup at most a tenth of a short run
+
+
+def test_history_reports_note_nll_beside_the_average_and_the_ngram_per_type(tmp_path, midi_dir):
+    out = tmp_path / "run"
+    assert train_run(out, midi_dir, "--epochs", "2", cache=tmp_path / "cache") == 0
+    log = json.loads((out / "metrics.json").read_text())
+    h, m = log["history"], log["metrics"]
+    kinds = ("note", "dur", "vel", "step")
+    assert all(np.isfinite(e[f"val_nll_{k}"]) for e in h for k in kinds)
+    assert h[-1]["val_nll_note"] > h[-1]["val_nll_vel"]          # pitches are the hard part
+    assert all(np.isfinite(m[f"ngram_val_nll_{k}"]) for k in kinds)
+    assert m["steps"] > 0 and m["steps"] % 2 == 0                # two epochs of equal length
+    assert h[-1]["lr"] == pytest.approx(0.01 * 0.05, rel=0.2)    # cosine ends at its floor
+
+
+def test_per_type_nll_averages_back_to_the_overall_nll(tmp_path, midi_dir):
+    from train.checkpoint import load_checkpoint, model_from_checkpoint
+    from train.corpus import load_corpus
+    from train.evaluate import score_songs, token_types
+    from train.fit import baselines
+    out = tmp_path / "run"
+    assert train_run(out, midi_dir, "--epochs", "1", cache=tmp_path / "cache") == 0
+    model, vocab = model_from_checkpoint(load_checkpoint(out / "best.pt"))
+    songs = [s.ids for s in load_corpus([midi_dir], vocab, use_cache=False).songs]
+    scores = score_songs(model, songs, vocab=vocab)
+    kinds = token_types(vocab)[np.concatenate([s[1:] for s in songs])]
+    counts = [(kinds == k).sum() for k in range(4)]
+    assert sum(counts) == scores["tokens"]                       # every target has a type
+    mixed = sum(c * scores[f"nll_{k}"] for c, k in zip(counts, ("note", "dur", "vel", "step")))
+    assert mixed / sum(counts) == pytest.approx(scores["nll"], rel=1e-5)
+    base = baselines(songs[:6], songs[6:], vocab)
+    kinds = token_types(vocab)[np.concatenate([s[1:] for s in songs[6:]])]
+    mixed = sum((kinds == k).sum() * base[f"ngram_val_nll_{n}"]
+                for k, n in enumerate(("note", "dur", "vel", "step")))
+    assert mixed / len(kinds) == pytest.approx(base["ngram_val_nll"], rel=1e-9)

@@ -111,6 +111,13 @@ def test_kill_9_then_resume_continues_from_the_last_whole_checkpoint(mode, songs
     history = json.loads((out / "metrics.json").read_text())["history"]
     assert [e["epoch"] for e in history] == [1, 2, 3, 4]
     assert load_checkpoint(out / "last.pt")["resume"]["progress"]["epoch"] == 4
+    straight = tmp_path / "straight"                     # the same run, never killed
+    done = _python("-m", "train", str(songs), "--out", str(straight), "--set",
+                   f"paths.cache_dir='{cache}'", *TINY, "--epochs", "4")
+    assert done.returncode == 0, done.stderr
+    again = json.loads((straight / "metrics.json").read_text())["history"]
+    assert [e["val_nll"] for e in history] == [e["val_nll"] for e in again]     # lr schedule too
+    assert [e["lr"] for e in history] == [e["lr"] for e in again]
 
 
 def test_a_checkpoint_is_never_torn_whenever_its_writer_is_killed(tmp_path):
