@@ -7,7 +7,9 @@
 
 Sampling is masked by the token grammar (perform.tokens.TokenReader.allowed): after NOTE only a DUR,
 after DUR only a VEL, and at a step's event boundary only a NOTE above the last one, or STEP. EOS is
-never drawn: a live instrument does not end the song by itself.
+never drawn: a live instrument does not end the song by itself. Fed notes take the nearest velocity
+bin the model was trained on (a chorale corpus has one), so the player's dynamics never become
+tokens the model never saw.
 """
 
 from __future__ import annotations
@@ -32,6 +34,13 @@ class Snapshot:
     step_index: int
 
 
+def trained_velocity_bins(engine) -> tuple[int, ...]:
+    """The velocity bins the model's training corpus had (its metadata `corpus.velocity_bins`);
+    empty when the model does not say (then every bin is taken as trained)."""
+    corpus = (getattr(engine, "metadata", None) or {}).get("corpus") or {}
+    return tuple(sorted(int(b) for b in corpus.get("velocity_bins") or ()))
+
+
 class Generator:
     def __init__(self, engine, sampler: Sampler, max_notes_per_step: int = 12) -> None:
         if max_notes_per_step < 0:
@@ -43,6 +52,7 @@ class Generator:
         self._mask = np.zeros(self.vocab.size, dtype=bool)       # reused every draw
         self._no_eos = np.ones(self.vocab.size, dtype=bool)
         self._no_eos[EOS] = False
+        self.velocity_bins = trained_velocity_bins(engine)
         self.reset()
 
     def reset(self) -> None:
@@ -64,7 +74,7 @@ class Generator:
             note = by_pitch[pitch]
             self._feed(self.vocab.note_id(pitch))
             self._feed(self.vocab.dur_id(note.dur_steps))
-            self._feed(self.vocab.vel_id(note.velocity))
+            self._feed(self.vocab.vel_base + self._trained_bin(note.velocity))
         self._feed(STEP)
         self.step_index += 1
 
@@ -96,6 +106,15 @@ class Generator:
         self._state, self._logits = snap.state, snap.logits
         self._reader = copy.copy(snap.reader)
         self.step_index = snap.step_index
+
+    def _trained_bin(self, velocity: int) -> int:
+        """The velocity bin nearest to `velocity` among those the model was trained on: a velocity
+        its corpus never had would be a token it never saw, which throws its context off."""
+        wanted = self.vocab.velocity_bin(velocity)
+        bins = self.velocity_bins
+        if not bins or wanted in bins:
+            return wanted
+        return min(bins, key=lambda b: (abs(b - wanted), b))
 
     def _feed(self, token: int) -> Note | None:
         self._logits, self._state = self.engine.step(token, self._state)

@@ -104,7 +104,8 @@ def fit(args: argparse.Namespace) -> dict:
             "paths": [str(p) for p in paths] if paths else None, "files": corpus.files_ok,
             "songs": len(names), "train_songs": len(train), "val_songs": len(val),
             "train_tokens": int(sum(len(s) - 1 for s in train)),
-            "val_tokens": int(sum(len(s) - 1 for s in val)), "skipped": len(corpus.skipped)}
+            "val_tokens": int(sum(len(s) - 1 for s in val)), "skipped": len(corpus.skipped),
+            "velocity_bins": velocity_bins(train, vocab)}
     base = baselines(train, val, vocab)
     _say(args, f"{info['songs']} songs ({info['train_tokens']} training tokens, {info['val_tokens']} "
                f"validation); baselines: unigram {base['unigram_val_nll']:.4f}, "
@@ -124,6 +125,13 @@ def baselines(train: list[np.ndarray], val: list[np.ndarray], vocab: Vocab) -> d
     for k, name in enumerate(TOKEN_TYPES):
         out[f"ngram_val_nll_{name}"] = float(nll[kinds == k].mean()) if (kinds == k).any() else math.nan
     return out
+
+
+def velocity_bins(songs: list[np.ndarray], vocab: Vocab) -> list[int]:
+    """The velocity bins that occur in `songs` (perform feeds a player's velocity as the nearest)."""
+    ids = np.concatenate(songs) if songs else np.zeros(0, dtype=np.int64)
+    vel = ids[(ids >= vocab.vel_base) & (ids < vocab.size)] - vocab.vel_base
+    return sorted(int(b) for b in np.unique(vel))
 
 
 def lr_at(step: int, total_steps: int, t) -> float:

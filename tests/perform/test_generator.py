@@ -112,6 +112,18 @@ def test_feed_step_feeds_the_players_notes_as_tokens(tiny):
     assert all(n.start_step == 3 for n in gen.next_step())
 
 
+def test_a_velocity_the_model_never_saw_is_fed_as_the_nearest_trained_bin(tiny):
+    rec = RecordingEngine(tiny)
+    rec.metadata = {"corpus": {"velocity_bins": [2, 4]}}      # e.g. a corpus at mp and f only
+    gen = Generator(rec, Sampler(seed=0))
+    gen.feed_step([Note(0, 60, 1, 127), Note(0, 64, 1, 1), Note(0, 67, 1, 60)])
+    fed_bins = [t - V.vel_base for t in rec.fed if V.is_vel(t)]
+    assert fed_bins == [4, 2, 2]            # bins 7 -> 4, 0 -> 2, 3 -> 2 (a tie: the softer)
+    plain = RecordingEngine(tiny)            # a model that does not say: velocities as played
+    Generator(plain, Sampler(seed=0)).feed_step([Note(0, 60, 1, 127)])
+    assert [t - V.vel_base for t in plain.fed if V.is_vel(t)] == [7]
+
+
 def test_snapshot_restore_replays_the_same_music(tiny):
     gen = Generator(tiny, Sampler(temperature=1.5, top_p=1.0, seed=5))
     gen.feed_step([Note(0, 60, 4, 90), Note(0, 64, 4, 90)])

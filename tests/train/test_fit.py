@@ -182,6 +182,9 @@ def test_history_reports_note_nll_beside_the_average_and_the_ngram_per_type(tmp_
     assert all(np.isfinite(m[f"ngram_val_nll_{k}"]) for k in kinds)
     assert m["steps"] > 0 and m["steps"] % 2 == 0                # two epochs of equal length
     assert h[-1]["lr"] == pytest.approx(0.01 * 0.05, rel=0.2)    # cosine ends at its floor
+    corpus = torch.load(out / "best.pt", weights_only=True)["corpus"]
+    assert corpus["velocity_bins"] == [3, 5]          # the songs' velocities 60 and 90: what
+                                                      # perform maps a player's velocities to
 
 
 def test_per_type_nll_averages_back_to_the_overall_nll(tmp_path, midi_dir):
