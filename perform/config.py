@@ -126,14 +126,14 @@ LR_SCHEDULES = ("cosine", "plateau")
 class TrainConfig:
     """Model sizes and the training run."""
 
-    embed_dim: int = 256
-    hidden_size: int = 512
+    embed_dim: int = 128
+    hidden_size: int = 256
     num_layers: int = 2
     dropout: float = 0.2
-    seq_len: int = 256
-    batch_size: int = 32
+    seq_len: int = 128
+    batch_size: int = 16
     lr: float = 0.002
-    max_epochs: int = 50
+    max_epochs: int = 100
     patience: int = 5
     max_minutes: float = 0.0
     val_fraction: float = 0.1

@@ -58,7 +58,7 @@ def test_metadata_carries_what_perform_needs(fp32):
     assert json.loads(props["grid"]) == Config().to_dict()["grid"]
     assert json.loads(props["corpus"]) == {"name": "bach", "files": 7}
     assert json.loads(props["metrics"]) == {"val_nll": 3.5}
-    assert json.loads(props["config"])["train"]["hidden_size"] == 512
+    assert json.loads(props["config"])["train"]["hidden_size"] == Config().train.hidden_size
     assert json.loads(props["parity"])["max_abs_logit_diff"] <= 1e-4
 
 
