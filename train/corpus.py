@@ -54,15 +54,18 @@ class Corpus:
     from_cache: int = 0                     # files whose result came from the cache
     vocab: Vocab = field(default_factory=Vocab)
     warnings: list[tuple[str, str]] = field(default_factory=list)   # (file, what was cut/repaired)
+    ignored: list[str] = field(default_factory=list)   # files in the folders that are not music files
 
     def summary(self) -> dict:
         """JSON-ready figures: files_ok, files_skipped, songs, notes, tokens, steps, vocab_size,
-        seconds, from_cache, skipped [{file, reason}], warnings [{file, reason}]."""
+        seconds, from_cache, files_ignored, ignored [file], skipped [{file, reason}],
+        warnings [{file, reason}]."""
         return {
             "files_ok": self.files_ok, "files_skipped": len(self.skipped), "songs": len(self.songs),
             "notes": self.notes, "tokens": self.tokens, "steps": self.steps,
             "vocab_size": self.vocab.size, "seconds": round(self.seconds, 4),
-            "from_cache": self.from_cache,
+            "from_cache": self.from_cache, "files_ignored": len(self.ignored),
+            "ignored": list(self.ignored),
             "skipped": [{"file": f, "reason": r} for f, r in self.skipped],
             "warnings": [{"file": f, "reason": r} for f, r in self.warnings],
         }
@@ -80,20 +83,23 @@ def load_corpus(paths: Sequence[str | Path] | None, vocab: Vocab, *,
     Raises CorpusError when a path does not exist or no file gives any notes.
     """
     started = time.perf_counter()
-    files = find_files(paths)
+    ignored: list[str] = []
+    files = find_files(paths, ignored)
     if cache_dir is None:
         from perform.config import load_config
         cache_dir = load_config().paths.cache_dir       # ./config.toml when present, else default
     results = _read_files(files, vocab, Path(cache_dir), use_cache, workers, progress, tracks)
     corpus = _assemble(results, vocab)
+    corpus.ignored = ignored
     corpus.seconds = time.perf_counter() - started
     if not corpus.songs:
         raise CorpusError(_nothing_readable(paths, corpus.skipped))
     return corpus
 
 
-def find_files(paths: Sequence[str | Path] | None) -> list[str]:
-    """The files to read, sorted; folders searched recursively for READ_SUFFIXES."""
+def find_files(paths: Sequence[str | Path] | None, ignored: list[str] | None = None) -> list[str]:
+    """The files to read, sorted; folders searched recursively for READ_SUFFIXES. The other files
+    found in folders (hidden ones aside) are appended to `ignored` when it is given."""
     if paths is None:
         return bach_chorales()
     if isinstance(paths, (str, Path)):
@@ -105,8 +111,10 @@ def find_files(paths: Sequence[str | Path] | None) -> list[str]:
             continue
         path = Path(given)
         if path.is_dir():
-            files += sorted(str(p) for p in path.rglob("*")
-                            if p.suffix.lower() in READ_SUFFIXES and p.is_file())
+            found = sorted(p for p in path.rglob("*") if p.is_file() and not p.name.startswith("."))
+            files += [str(p) for p in found if p.suffix.lower() in READ_SUFFIXES]
+            if ignored is not None:
+                ignored += [str(p) for p in found if p.suffix.lower() not in READ_SUFFIXES]
         elif path.is_file():
             files.append(str(path))
         else:

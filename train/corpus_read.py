@@ -25,7 +25,7 @@ from perform.tokens import STEP, Note, Vocab
 
 from .corpus_cache import FileResult, SongData
 from .corpus_music21 import SCORE_SUFFIXES, read_score
-from .midi_read import Event, ReadSkip, read_midi
+from .midi_read import Event, ReadSkip, has_drum_notes, read_midi
 
 MIDI_SUFFIXES = (".mid", ".midi", ".kar", ".rmi")
 # A song longer than this is cut here (a warning says so): 2**16 steps is over two hours at
@@ -76,8 +76,8 @@ def _read(path: str, vocab: Vocab, tracks: Sequence[int] | None) -> FileResult:
         if song is not None:
             result.songs.append(song)
     if not result.songs:
-        raise ReadSkip("no notes" if suffix in SCORE_SUFFIXES else
-                       "no notes (drums on channel 10 are left out)")
+        drums = suffix not in SCORE_SUFFIXES and has_drum_notes(data)
+        raise ReadSkip("no notes but drums (channel 10 is left out)" if drums else "no notes")
     return result
 
 

@@ -31,7 +31,7 @@ def salvage_events(data: bytes, header: Header, steps_per_beat: int,
     scale = steps_per_beat / header.ticks_per_beat(tempo_us)
     per_track = {i: [(ticks * scale, pitch, vel) for ticks, channel, pitch, vel in raw_tracks[i][0]
                      if channel != DRUM_CHANNEL] for i in chosen}
-    where = "; ".join(problems) or "no problems found"
+    where = "; ".join(problems)                  # empty: the salvage reader met no problem
     if not raw_tracks:
         where = "; ".join(problems) or "no MTrk chunk"
     return split_songs(per_track, header.format), where

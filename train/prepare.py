@@ -20,7 +20,7 @@ from perform.config import load_config, parse_set_option
 from perform.errors import ConfigError, JamError
 from perform.tokens import Vocab
 
-from .corpus import Corpus, load_corpus
+from .corpus import READ_SUFFIXES, Corpus, load_corpus
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -82,6 +82,11 @@ def format_summary(corpus: Corpus) -> str:
              f"skipped {s['files_skipped']}, in {s['seconds']:.2f} s",
              f"songs {s['songs']}, notes {s['notes']:,}, tokens {s['tokens']:,}, "
              f"steps {s['steps']:,}, vocabulary {s['vocab_size']} tokens"]
+    if corpus.ignored:
+        shown = ", ".join(corpus.ignored[:5]) + (f" and {len(corpus.ignored) - 5} more"
+                                                  if len(corpus.ignored) > 5 else "")
+        lines.append(f"ignored {len(corpus.ignored)} file(s) of other types (read are "
+                     f"{' '.join(READ_SUFFIXES)}): {shown}")
     if corpus.skipped:
         lines.append("skipped:")
         lines += [f"  {file}: {reason}" for file, reason in corpus.skipped]

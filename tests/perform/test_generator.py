@@ -144,14 +144,17 @@ def test_restore_then_feed_differs_from_generating(tiny):
     """The live loop's use: go back to the last known step and re-feed the player's real notes."""
     gen = Generator(tiny, Sampler(seed=2))
     snap = gen.snapshot()
-    gen.next_step()
+    generated = gen.next_step()
+    after_generating = gen.snapshot().logits
     gen.restore(snap)
     gen.feed_step([Note(0, 72, 8, 100)])
     assert gen.step_index == 1
-    state_after_feed = gen.snapshot().logits
+    after_feed = gen.snapshot().logits
+    assert [(n.pitch, n.dur_steps) for n in generated] != [(72, 8)]
+    assert not np.allclose(after_feed, after_generating)     # the re-fed step is what it heard
     gen.restore(snap)
     gen.feed_step([Note(0, 72, 8, 100)])
-    assert (gen.snapshot().logits == state_after_feed).all()
+    assert (gen.snapshot().logits == after_feed).all()       # and the same every time
 
 
 def test_reset_starts_over_like_a_new_generator(tiny):

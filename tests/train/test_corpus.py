@@ -69,7 +69,9 @@ def test_drums_on_channel_10_are_left_out(write_midi, tmp_path):
     only_drums = write_midi("drums.mid", [drums])
     corpus = _load([only_drums, write_midi("ok.mid", [melody])], tmp_path)
     assert corpus.files_ok == 1
-    assert corpus.skipped == [(str(only_drums), "no notes (drums on channel 10 are left out)")]
+    assert corpus.skipped == [(str(only_drums), "no notes but drums (channel 10 is left out)")]
+    silent = write_midi("silent.mid", [[]])
+    assert _load([silent, write_midi("ok.mid", [melody])], tmp_path).skipped == [(str(silent), "no notes")]
 
 
 def test_tracks_merge_into_one_song_unless_picked(write_midi, tmp_path):

@@ -82,3 +82,15 @@ def test_python_dash_m_train_prepare_runs(tmp_path, songs):
                           capture_output=True, text=True, timeout=120, cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
     assert json.loads(proc.stdout)["files_ok"] == 2
+
+
+def test_files_of_other_types_in_a_folder_are_counted_as_ignored(capsys, tmp_path, songs):
+    (songs / "clip.midi2").write_bytes(b"MThd")
+    (songs / "notes.txt").write_text("a list of songs")
+    code, out, _ = run(capsys, tmp_path, str(songs), "--json")
+    summary = json.loads(out)
+    assert code == 0 and summary["files_ok"] == 2 and summary["files_ignored"] == 2
+    assert summary["ignored"] == [str(songs / "clip.midi2"), str(songs / "notes.txt")]
+    code, out, _ = run(capsys, tmp_path, str(songs))
+    assert f"ignored 2 file(s) of other types (read are .mid .midi" in out
+    assert "clip.midi2" in out
