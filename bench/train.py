@@ -9,8 +9,10 @@ Figures:
 - throughput (ff-piano, same model, same batch size, same device): `tbptt_tokens_per_s` is this
   training (songs streamed in seq_len chunks, every position a target, state carried);
   `last_position_tokens_per_s` is the tutorials' (a 100-token window, loss at its last position
-  only: one supervised token per window). Each is timed over --steps optimizer steps after one
-  warm-up step. `speedup` is their ratio (goal >= 50).
+  only: one supervised token per window) with this project's model; `tutorial_arch_tokens_per_s`
+  is the same method with the tutorials' own network (one-hot window -> LSTM 512 -> LSTM 256 ->
+  dense). Each is timed over --steps optimizer steps after one warm-up step, at the same batch
+  size. `speedup` and `speedup_vs_tutorial_arch` are this training's rate over each (goal >= 50).
 - per corpus (a `python -m train` run of --minutes): the model's best validation NLL per token
   (nats), the unigram's and the 5-gram's on the same split, how much the model beats the 5-gram
   by, epochs run and `wall_s_to_best` (training + validation time until the best epoch).
@@ -95,14 +97,54 @@ def last_position_rate(songs, cfg, vocab, steps: int) -> float:
     return steps * batch / (time.perf_counter() - started)
 
 
+class TutorialLSTM(torch.nn.Module):
+    """The tutorials' own network: a one-hot window -> LSTM 512 -> LSTM 256 -> dense, read at the
+    window's last position (their Keras model, in torch)."""
+
+    def __init__(self, vocab_size: int) -> None:
+        super().__init__()
+        self.vocab_size = vocab_size
+        self.lstm1 = torch.nn.LSTM(vocab_size, 512, batch_first=True)
+        self.lstm2 = torch.nn.LSTM(512, 256, batch_first=True)
+        self.drop = torch.nn.Dropout(0.3)
+        self.dense = torch.nn.Linear(256, vocab_size)
+
+    def forward(self, ids: torch.Tensor) -> torch.Tensor:
+        x = F.one_hot(ids, self.vocab_size).float()           # (B, 100, V)
+        y, _ = self.lstm1(x)                                  # (B, 100, 512)
+        y, _ = self.lstm2(self.drop(y))                       # (B, 100, 256)
+        return self.dense(self.drop(y[:, -1]))                # (B, V)
+
+
+def tutorial_arch_rate(songs, cfg, vocab, steps: int) -> float:
+    """The tutorials' architecture and method: 100-token one-hot windows, the last position only."""
+    torch.manual_seed(0)
+    model = TutorialLSTM(vocab.size)
+    opt = torch.optim.Adam(model.parameters(), lr=cfg.train.lr)
+    rng = np.random.default_rng(0)
+    stream = np.concatenate(songs)
+    batch = cfg.train.batch_size
+    started = 0.0
+    for i in range(steps + 1):
+        if i == 1:
+            started = time.perf_counter()
+        at = rng.integers(0, len(stream) - WINDOW - 1, batch)
+        windows = torch.from_numpy(np.stack([stream[a:a + WINDOW + 1] for a in at]))
+        _step(model, opt, F.cross_entropy(model(windows[:, :WINDOW]), windows[:, WINDOW]))
+    return steps * batch / (time.perf_counter() - started)
+
+
 def throughput(cfg, vocab, steps: int, cache_dir: str) -> dict:
     songs = [s.ids for s in load_corpus([FF_PIANO], vocab, cache_dir=cache_dir).songs]
     ours = tbptt_rate(songs, cfg, vocab, steps)
     theirs = last_position_rate(songs, cfg, vocab, steps)
+    tutorial = tutorial_arch_rate(songs, cfg, vocab, steps)
     return {"corpus": "ff-piano", "steps": steps, "batch_size": cfg.train.batch_size,
             "seq_len": cfg.train.seq_len, "window": WINDOW, "threads": torch.get_num_threads(),
             "tbptt_tokens_per_s": round(ours, 1), "last_position_tokens_per_s": round(theirs, 2),
-            "speedup": round(ours / theirs, 1)}
+            "speedup": round(ours / theirs, 1),
+            "tutorial_arch_tokens_per_s": round(tutorial, 2),
+            "speedup_vs_tutorial_arch": round(ours / tutorial, 1)}
 
 
 def training(paths: list[str], minutes: float, sets: list[str], out: Path) -> dict:
