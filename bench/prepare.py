@@ -4,11 +4,14 @@
     python bench/prepare.py --json --corpus DIR --no-music21
 
 Figures:
-- cold_prepare_s: load_corpus with use_cache=False (best of --repeat), in this process;
+- cold_prepare_s: load_corpus with use_cache=False (best of --repeat), in this process, with
+  --workers reader processes (default 2); cold_prepare_1_worker_s: the same read serially;
 - cached_prepare_s: load_corpus again, every file from the cache (best of --repeat);
 - cli_cold_s / cli_cached_s: `python -m train prepare` as a subprocess, interpreter start included;
 - music21_parse_s: music21.converter.parse of each file (forceSource: no pickle cache), the seed
-  tutorials' way; speedup_vs_music21 = music21_parse_s / cold_prepare_s (goal >= 30);
+  tutorials' way: one serial run, in this process; speedup_vs_music21 = music21_parse_s /
+  cold_prepare_s (ours with the workers, best of --repeat: goal >= 30), and
+  speedup_vs_music21_1_worker = music21_parse_s / cold_prepare_1_worker_s (one process each);
 - round_trip: of the notes quantized onto the grid (perform.quantize's rules), the fraction that
   come back from encode -> decode with the same start step, pitch and duration
   (`on_grid_pitch_start_dur`), and the fraction that also keep their exact velocity
@@ -36,7 +39,7 @@ sys.path.insert(0, str(ROOT))
 from perform.config import load_config  # noqa: E402
 from perform.quantize import notes_from_events  # noqa: E402
 from perform.tokens import Vocab  # noqa: E402
-from train.corpus import find_files, load_corpus  # noqa: E402
+from train.corpus import DEFAULT_WORKERS, find_files, load_corpus  # noqa: E402
 from train.midi_read import ReadSkip, read_midi  # noqa: E402
 
 DEFAULT_CORPUS = ROOT.parent / "shared" / "corpus" / "ff-piano"
@@ -136,6 +139,8 @@ def main(argv: list[str] | None = None) -> int:
         cache = Path(tmp) / "cache"
         cold_s, corpus = best_of(args.repeat, lambda: load_corpus(
             [args.corpus], vocab, cache_dir=cache, use_cache=False, workers=args.workers))
+        serial_s, _ = best_of(args.repeat, lambda: load_corpus(
+            [args.corpus], vocab, cache_dir=cache, use_cache=False, workers=1))
         cached_s, again = best_of(args.repeat, lambda: load_corpus(
             [args.corpus], vocab, cache_dir=cache, workers=args.workers))
         cli_cold = cli_seconds(args.corpus, Path(tmp) / "cli", "--no-cache")
@@ -145,12 +150,14 @@ def main(argv: list[str] | None = None) -> int:
            "files_skipped": s["files_skipped"], "skipped": s["skipped"], "songs": s["songs"],
            "notes": s["notes"], "tokens": s["tokens"], "steps": s["steps"],
            "vocab_size": s["vocab_size"], "cold_prepare_s": round(cold_s, 4),
+           "workers": args.workers or DEFAULT_WORKERS, "cold_prepare_1_worker_s": round(serial_s, 4),
            "cached_prepare_s": round(cached_s, 4), "cached_from_cache": again.from_cache,
            "cli_cold_s": round(cli_cold, 3), "cli_cached_s": round(cli_cached, 3),
            "repeat": args.repeat, "round_trip": round_trip(files, vocab)}
     if not args.no_music21:
         m21_s = music21_seconds(files)
-        out.update(music21_parse_s=round(m21_s, 3), speedup_vs_music21=round(m21_s / cold_s, 1))
+        out.update(music21_parse_s=round(m21_s, 3), speedup_vs_music21=round(m21_s / cold_s, 1),
+                   speedup_vs_music21_1_worker=round(m21_s / serial_s, 1))
     out["goals"] = {"speedup_vs_music21>=30": out.get("speedup_vs_music21", 0) >= 30,
                     "cached_prepare_s<=0.2": cached_s <= 0.2,
                     "all_files_read": s["files_skipped"] == 0 and s["files_ok"] == len(files)}
