@@ -3,6 +3,7 @@
     python bench/music.py --json                         # models/default.onnx (+ models/default.pt)
     python bench/music.py --model runs/x/model.onnx --checkpoint runs/x/best.pt --n 30 --json
     python bench/music.py --primes my/midi/folder --n 10 --temperature 0.8
+    python bench/music.py --n 30 --sections unprimed primed --key-strength 1 --density 0.5 --json
 
 Sections (perform.analysis defines the measures):
     unprimed  --n renders of --bars bars, seeds seed..seed+n-1: exactly `perform --out F --bars B
@@ -16,6 +17,13 @@ Sections (perform.analysis defines the measures):
               pitch-class correlation (duration-weighted histograms), key agreement (Krumhansl-
               Kessler), register gap (semitones between mean pitches). With --n 30 a median moves
               by about +-0.15 from one --seed to another: `sem` is the mean's standard error.
+              `scale_consistency_vs_prime_key`: the share of the continuation's notes inside the
+              scale of the prime's estimated key, as perform.steer counts it (minor: natural minor
+              plus the raised 7th), `..._diatonic` (natural minor only), and `..._vs_steered_key`
+              against the key the steering heard in the prime (its recent notes weigh more).
+    steering  --key-strength, --key, --register-follow, --density, --pitch-temperature,
+              --rhythm-temperature and --key-half-life-beats steer both sections as `perform` does (perform.steer); in the
+              primed section the steering hears the prime as the player's music.
     nll       with a checkpoint (default: the model path with .pt, when it exists): NLL per token
               type on the checkpoint's own validation split, and the 5-gram's on the same split.
     corpus    the unprimed figures of the training corpus's first --bars bars (first
@@ -28,6 +36,7 @@ The same command gives the same JSON (apart from `seconds`). Progress goes to st
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 import time
@@ -41,7 +50,7 @@ import mido  # noqa: E402
 import numpy as np  # noqa: E402
 
 from perform import analysis as A  # noqa: E402
-from perform.config import load_config  # noqa: E402
+from perform.config import SteerConfig, load_config  # noqa: E402
 from perform.engine import CPU, Engine  # noqa: E402
 from perform.errors import JamError  # noqa: E402
 from perform.generator import Generator  # noqa: E402
@@ -49,6 +58,7 @@ from perform.model_file import default_model_path  # noqa: E402
 from perform.quantize import notes_from_events  # noqa: E402
 from perform.render import _note_events, render  # noqa: E402
 from perform.sampling import Sampler  # noqa: E402
+from perform.steer import Steerer, scale_mask  # noqa: E402
 from perform.tokens import Note, Vocab  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
@@ -56,6 +66,7 @@ DEFAULT_PRIMES = REPO.parent / "shared" / "corpus" / "ff-piano"
 SHIFTS = (-5, 6)                 # transposition of a primed phrase, semitones (inclusive)
 MIN_PRIME_NOTES, MIN_REF_NOTES = 8, 4
 MIN_BAR_NOTES = 3                # bars with fewer notes get no per-bar scale consistency
+SECTIONS = ("unprimed", "primed", "nll", "corpus")
 
 
 @dataclass(frozen=True)
@@ -88,7 +99,19 @@ def parse_args(argv, sampling) -> argparse.Namespace:
                    "one the model's metadata names)")
     p.add_argument("--corpus-limit", type=int, default=60, help="reference-corpus songs")
     p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.add_argument("--sections", nargs="+", choices=SECTIONS, default=list(SECTIONS),
+                   help="the sections to run (goals of the others are null)")
+    st = p.add_argument_group("steering (perform.steer; the defaults change nothing)")
+    st.add_argument("--key-strength", type=float, default=0.0)
+    st.add_argument("--key", default="", help='e.g. "D minor" (default: the prime\'s, heard)')
+    st.add_argument("--register-follow", type=float, default=0.0)
+    st.add_argument("--density", type=float, default=0.0)
+    st.add_argument("--pitch-temperature", type=float, default=1.0)
+    st.add_argument("--rhythm-temperature", type=float, default=1.0)
+    st.add_argument("--key-half-life-beats", type=float, default=8.0)
     args = p.parse_args(argv)
+    args.steer = SteerConfig(args.key_strength, args.key, args.register_follow, args.density,
+                             args.pitch_temperature, args.rhythm_temperature, args.key_half_life_beats)
     for name in ("n", "bars", "prime_bars", "continue_bars", "corpus_limit"):
         if getattr(args, name) < 1:
             raise BenchError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(args, name)}")
@@ -154,6 +177,22 @@ def piece_figures(pieces, steps_per_bar: int, steps_per_beat: int, num_bars: int
         "longest_identical_onset_run": {"max": int(max(runs, default=0)), **stats(runs)},
         "notes_per_beat": stats([A.notes_per_beat(p, steps_per_beat, n) for p, n in zip(pieces, lengths)]),
     }
+
+
+def in_prime_key(primes, continuations, diatonic: bool = False, keys=None) -> dict:
+    """The share of each continuation's notes inside the scale of its prime's estimated key (or of
+    `keys`, (tonic, mode, confidence) or None per phrase)."""
+    shares = []
+    keys = keys or [A.estimate_key(A.pitch_class_histogram(prime, True)) for prime in primes]
+    for key, cont in zip(keys, continuations):
+        if not cont or key is None or not np.isfinite(key[2]):
+            continue
+        tonic, mode = key[0], key[1]
+        scale = scale_mask(tonic, mode)
+        if diatonic and mode == "minor":
+            scale[(tonic + 11) % 12] = False
+        shares.append(float(np.mean([scale[n.pitch % 12] for n in cont])))
+    return {**stats(shares, 10), "mean": r4(np.mean(shares)) if shares else None}
 
 
 def following(primes, continuations) -> dict:
@@ -240,10 +279,11 @@ def unprimed(generator, args, steps_per_bar: int) -> dict:
 
 def primed(generator, phrases, args, steps_per_bar: int) -> dict:
     cont_steps, spb = args.continue_bars * steps_per_bar, generator.vocab.steps_per_beat
-    model = []
+    model, steered = [], []
     for i, ph in enumerate(phrases):
         generator.sampler = Sampler(args.temperature, args.top_k, args.top_p, args.seed + i)
         model.append(clip(render(generator, args.continue_bars, steps_per_bar, prime=ph.prime), cont_steps))
+        steered.append(generator.steering.key())
     primes = [ph.prime for ph in phrases]
     figures = piece_figures(model, steps_per_bar, spb, args.continue_bars)
     return {
@@ -253,6 +293,9 @@ def primed(generator, phrases, args, steps_per_bar: int) -> dict:
         "shuffled": following(primes, model[1:] + model[:1]),
         "continuation": {k: figures[k] for k in ("scale_consistency", "longest_identical_onset_run",
                                                  "notes_per_beat")},
+        "scale_consistency_vs_prime_key": in_prime_key(primes, model),
+        "scale_consistency_vs_prime_key_diatonic": in_prime_key(primes, model, diatonic=True),
+        "scale_consistency_vs_steered_key": in_prime_key(primes, model, keys=steered),
         "prime_notes_per_beat": stats([A.notes_per_beat(p, spb, args.prime_bars * steps_per_bar)
                                        for p in primes]),
         "sources": [f"{Path(ph.source).name}@bar{ph.start_bar}{ph.shift:+d}" for ph in phrases],
@@ -314,62 +357,89 @@ def nll_section(checkpoint, train, val, vocab) -> dict:
 
 
 def goals(result: dict) -> dict:
-    u, p, nll = result["unprimed"], result["primed"], result["nll"]
-    shuffled = p["shuffled"]["pc_correlation"]["median"]
-    model = p["model"]["pc_correlation"]["median"]
-    below = nll.get("note_nll_below_ngram_pct")
+    u, p, nll = result.get("unprimed"), result.get("primed"), result.get("nll")
     ok = lambda x, test: x is not None and bool(test(x))  # noqa: E731
-    return {
-        "unprimed_scale_consistency_median>=0.90": ok(u["scale_consistency"]["median"], lambda x: x >= 0.90),
-        "per_bar_scale_consistency_median>=0.95": ok(u["scale_consistency_per_bar"]["median"],
-                                                     lambda x: x >= 0.95),
-        "primed_pc_correlation_median>=0.5_and_shuffled_abs<0.2":
-            ok(model, lambda x: x >= 0.5) and ok(shuffled, lambda x: abs(x) < 0.2),
-        "note_nll>=15%_below_ngram": None if "skipped" in nll else ok(below, lambda x: x >= 15),
-        "max_identical_onset_run<=8": u["longest_identical_onset_run"]["max"] <= 8,
-    }
+    out = dict.fromkeys(("unprimed_scale_consistency_median>=0.90", "per_bar_scale_consistency_median>=0.95",
+                         "primed_pc_correlation_median>=0.5_and_shuffled_abs<0.2",
+                         "note_nll>=15%_below_ngram", "max_identical_onset_run<=8"))
+    if u is not None:
+        out["unprimed_scale_consistency_median>=0.90"] = ok(u["scale_consistency"]["median"],
+                                                            lambda x: x >= 0.90)
+        out["per_bar_scale_consistency_median>=0.95"] = ok(u["scale_consistency_per_bar"]["median"],
+                                                           lambda x: x >= 0.95)
+        out["max_identical_onset_run<=8"] = u["longest_identical_onset_run"]["max"] <= 8
+    if p is not None:
+        shuffled = p["shuffled"]["pc_correlation"]["median"]
+        model = p["model"]["pc_correlation"]["median"]
+        out["primed_pc_correlation_median>=0.5_and_shuffled_abs<0.2"] = (
+            ok(model, lambda x: x >= 0.5) and ok(shuffled, lambda x: abs(x) < 0.2))
+    if nll is not None and "skipped" not in nll:
+        out["note_nll>=15%_below_ngram"] = ok(nll.get("note_nll_below_ngram_pct"), lambda x: x >= 15)
+    return out
 
 
 def run(args) -> dict:
-    timings = {}
+    timings: dict[str, float] = {}
     t0 = time.perf_counter()
     engine = Engine(args.model, providers=(CPU,))
     vocab, meta = engine.vocab, engine.metadata
     steps_per_bar = load_config().perform.beats_per_bar * vocab.steps_per_beat
-    generator = Generator(engine, Sampler(args.temperature, args.top_k, args.top_p, args.seed))
+    generator = Generator(engine, Sampler(args.temperature, args.top_k, args.top_p, args.seed),
+                          steering=Steerer(args.steer, vocab))
     result = {"model": {
         "path": str(args.model), "checkpoint": str(args.checkpoint) if args.checkpoint else None,
         "precision": meta.get("precision", "fp32"), "corpus": (meta.get("corpus") or {}).get("name"),
         "parameters": (meta.get("metrics") or {}).get("parameters"), "model_args": meta["model_args"],
         "sampling": {"temperature": args.temperature, "top_k": args.top_k, "top_p": args.top_p},
+        "steering": dataclasses.asdict(args.steer),
         "seed": args.seed, "n": args.n, "bars": args.bars, "prime_bars": args.prime_bars,
         "continue_bars": args.continue_bars, "steps_per_bar": steps_per_bar}}
-    say(f"unprimed: {args.n} renders of {args.bars} bars")
-    result["unprimed"] = unprimed(generator, args, steps_per_bar)
-    timings["unprimed"] = time.perf_counter() - t0
-    say(f"primed: {args.n} phrases from {args.primes}")
-    load = midi_loader(vocab.steps_per_beat, vocab.max_dur_steps)
-    phrases = pick_phrases(midi_files(args.primes), load, args.n, np.random.default_rng(args.seed),
-                           steps_per_bar, args.prime_bars, args.continue_bars, vocab)
-    result["primed"] = primed(generator, phrases, args, steps_per_bar)
-    timings["primed"] = time.perf_counter() - t0 - sum(timings.values())
+
+    def lap(name: str) -> None:
+        timings[name] = time.perf_counter() - t0 - sum(timings.values())
+    if "unprimed" in args.sections:
+        say(f"unprimed: {args.n} renders of {args.bars} bars")
+        result["unprimed"] = unprimed(generator, args, steps_per_bar)
+        lap("unprimed")
+    if "primed" in args.sections:
+        say(f"primed: {args.n} phrases from {args.primes}")
+        load = midi_loader(vocab.steps_per_beat, vocab.max_dur_steps)
+        phrases = pick_phrases(midi_files(args.primes), load, args.n, np.random.default_rng(args.seed),
+                               steps_per_bar, args.prime_bars, args.continue_bars, vocab)
+        result["primed"] = primed(generator, phrases, args, steps_per_bar)
+        lap("primed")
     checkpoint, songs, song_vocab = None, None, vocab
-    if args.checkpoint:
-        from train.checkpoint import load_checkpoint
-        say(f"nll: {args.checkpoint}")
-        checkpoint = load_checkpoint(args.checkpoint)
-        try:
-            song_vocab = Vocab.from_dict(checkpoint["vocab"])
-            train, val, songs = training_split(checkpoint, song_vocab)
-            result["nll"] = nll_section(checkpoint, train, val, song_vocab)
-        except JamError as err:      # e.g. its corpus is not on this machine
-            song_vocab, result["nll"] = vocab, {"skipped": f"{args.checkpoint}: {err}"}
-        if checkpoint["model_args"] != meta["model_args"]:
-            result["nll"]["note"] = "the checkpoint's model_args differ from the .onnx model's"
-    else:
-        result["nll"] = {"skipped": f"no checkpoint: {args.model.with_suffix('.pt')} does not exist; "
-                                    "pass --checkpoint FILE.pt"}
-    timings["nll"] = time.perf_counter() - t0 - sum(timings.values())
+    if "nll" in args.sections:
+        checkpoint, songs, song_vocab, result["nll"] = nll_or_skip(args, vocab, meta)
+        lap("nll")
+    if "corpus" in args.sections:
+        result["corpus"] = corpus_or_skip(args, vocab, meta, checkpoint, songs, song_vocab, steps_per_bar)
+        lap("corpus")
+    result["goals"] = goals(result)
+    result["seconds"] = {k: round(v, 2) for k, v in {**timings, "total": time.perf_counter() - t0}.items()}
+    return result
+
+
+def nll_or_skip(args, vocab, meta):
+    """(checkpoint, its songs, their vocab, the nll section) with a checkpoint, else a skip note."""
+    if not args.checkpoint:
+        return None, None, vocab, {"skipped": f"no checkpoint: {args.model.with_suffix('.pt')} does not "
+                                              "exist; pass --checkpoint FILE.pt"}
+    from train.checkpoint import load_checkpoint
+    say(f"nll: {args.checkpoint}")
+    checkpoint, songs = load_checkpoint(args.checkpoint), None
+    try:
+        song_vocab = Vocab.from_dict(checkpoint["vocab"])
+        train, val, songs = training_split(checkpoint, song_vocab)
+        section = nll_section(checkpoint, train, val, song_vocab)
+    except JamError as err:      # e.g. its corpus is not on this machine
+        song_vocab, section = vocab, {"skipped": f"{args.checkpoint}: {err}"}
+    if checkpoint["model_args"] != meta["model_args"]:
+        section["note"] = "the checkpoint's model_args differ from the .onnx model's"
+    return checkpoint, songs, song_vocab, section
+
+
+def corpus_or_skip(args, vocab, meta, checkpoint, songs, song_vocab, steps_per_bar: int) -> dict:
     info = (checkpoint or {}).get("corpus") or meta.get("corpus") or {}
     name = str(args.corpus) if args.corpus else info.get("name", "music21 Bach chorales")
     say(f"corpus: {name}")
@@ -378,13 +448,27 @@ def run(args) -> dict:
             cache_dir = ((checkpoint or {}).get("config") or {}).get("paths", {}).get("cache_dir")
             songs, song_vocab = reference_songs([args.corpus] if args.corpus else info.get("paths"),
                                                 args.corpus_limit, vocab, cache_dir), vocab
-        result["corpus"] = corpus_section(songs, args, song_vocab, steps_per_bar, name)
+        return corpus_section(songs, args, song_vocab, steps_per_bar, name)
     except JamError as err:          # e.g. the paths in the model's metadata are not on this machine
-        result["corpus"] = {"name": name, "skipped": f"{err}; pass --corpus DIR"}
-    timings["corpus"] = time.perf_counter() - t0 - sum(timings.values())
-    result["goals"] = goals(result)
-    result["seconds"] = {k: round(v, 2) for k, v in {**timings, "total": time.perf_counter() - t0}.items()}
-    return result
+        return {"name": name, "skipped": f"{err}; pass --corpus DIR"}
+
+
+def summary(result: dict) -> str:
+    parts = []
+    if "unprimed" in result:
+        u = result["unprimed"]
+        parts.append(f"unprimed scale consistency {u['scale_consistency']['median']} (per bar "
+                     f"{u['scale_consistency_per_bar']['median']}), entropy "
+                     f"{u['pitch_class_entropy_bits']['median']} bits, notes per beat "
+                     f"{u['notes_per_beat']['median']}")
+    if "primed" in result:
+        p = result["primed"]
+        parts.append(f"primed pc correlation model {p['model']['pc_correlation']['median']} human "
+                     f"{p['human']['pc_correlation']['median']} shuffled "
+                     f"{p['shuffled']['pc_correlation']['median']}, in the prime's key "
+                     f"{p['scale_consistency_vs_prime_key']['median']}, register gap "
+                     f"{p['model']['register_gap']}")
+    return "; ".join(parts + [f"goals {result['goals']}"])
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -397,12 +481,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         print(json.dumps(result, indent=1))
     else:
-        u, p = result["unprimed"], result["primed"]
-        print(f"unprimed scale consistency {u['scale_consistency']['median']} (per bar "
-              f"{u['scale_consistency_per_bar']['median']}), entropy "
-              f"{u['pitch_class_entropy_bits']['median']} bits; primed pc correlation model "
-              f"{p['model']['pc_correlation']['median']} human {p['human']['pc_correlation']['median']} "
-              f"shuffled {p['shuffled']['pc_correlation']['median']}; goals {result['goals']}")
+        print(summary(result))
     return 0
 
 

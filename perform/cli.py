@@ -5,6 +5,7 @@
     perform --port synth --input keys --mode duet --bpm 96 --thru --record jam.mid
     perform --virtual                             # ports "lstm-jam out"/"lstm-jam in" for a DAW
     perform --out song.mid --bars 8 [--prime phrase.mid] [--form "verse chorus verse"]
+    perform --port synth --input keys --key-strength 0.8 --register-follow 0.5 --density 0.3
 
 Settings come from config.toml (or --config FILE), then `--set table.key=value`, then the options
 below. Ctrl-C or SIGTERM stop it; every way out silences the notes it played.
@@ -46,6 +47,14 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--quiet", action="store_true", help="no status line")
     g.add_argument("--record", metavar="FILE.mid", help="write the jam (player, instrument)")
     g.add_argument("--stats-json", metavar="FILE", help="write timing figures as JSON on exit")
+    st = p.add_argument_group("steering (the player in control; [steer] in config.toml)")
+    st.add_argument("--key-strength", type=float, help="0..1: keep the answer in the key (1: only its scale)")
+    st.add_argument("--key", help='the key, e.g. "D minor", "F# major" (default: follow the player)')
+    st.add_argument("--register-follow", type=float, help="0..1: stay near the player's register")
+    st.add_argument("--density", type=float, help="-1..1: sparser .. busier")
+    st.add_argument("--pitch-temperature", type=float, help="times --temperature, for the pitches")
+    st.add_argument("--rhythm-temperature", type=float,
+                    help="times --temperature, for note-or-rest and durations")
     m = p.add_argument_group("MIDI")
     m.add_argument("--list-ports", action="store_true", help="list MIDI inputs and outputs")
     m.add_argument("--port", help="output port: part of its name")
@@ -77,6 +86,10 @@ def config_from_args(args: argparse.Namespace) -> Config:
         "clock": {"bpm": args.bpm, "sync": args.sync, "send_clock": args.send_clock},
         "sampling": {"temperature": args.temperature, "top_k": args.top_k, "top_p": args.top_p,
                      "seed": args.seed},
+        "steer": {"key_strength": args.key_strength, "key": args.key,
+                  "register_follow": args.register_follow, "density": args.density,
+                  "pitch_temperature": args.pitch_temperature,
+                  "rhythm_temperature": args.rhythm_temperature},
         "ports": {"output": args.port, "input": args.input, "api": args.api,
                   "virtual": args.virtual or None, "channel": args.channel, "thru": args.thru,
                   "reconnect": args.reconnect},
@@ -93,9 +106,11 @@ def load_generator(cfg: Config):
     engine = Engine(cfg.perform.model or default_model_path(), cfg.perform.providers)
     from .generator import Generator
     from .sampling import Sampler
+    from .steer import Steerer
     s = cfg.sampling
     sampler = Sampler(s.temperature, s.top_k, s.top_p, s.seed)
-    return Generator(engine, sampler), engine.provider, engine.vocab
+    steering = Steerer(cfg.steer, engine.vocab)
+    return Generator(engine, sampler, steering=steering), engine.provider, engine.vocab
 
 
 def with_model_grid(cfg: Config, vocab) -> Config:

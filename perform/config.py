@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from .errors import ConfigError
+from .steer import parse_key
 
 MODES = ("call", "duet", "solo")
 PROVIDERS = ("CUDAExecutionProvider", "CPUExecutionProvider")
@@ -69,6 +70,31 @@ class SamplingConfig:
 
 
 @dataclass(frozen=True)
+class SteerConfig:
+    """The player in control (perform.steer): key, register, density, separate temperatures.
+    The defaults change nothing. key "" follows the player's key; else e.g. "D minor"."""
+
+    key_strength: float = 0.0         # 0: off .. 1: only the key's scale
+    key: str = ""
+    register_follow: float = 0.0      # 0: off .. 1: stay near the player's register
+    density: float = 0.0              # -1: sparser .. 1: busier
+    pitch_temperature: float = 1.0    # times the sampling temperature, for which pitch
+    rhythm_temperature: float = 1.0   # times the sampling temperature, for note-or-step and durations
+    key_half_life_beats: float = 8.0  # how fast the player's old notes fade from the key estimate
+
+    def __post_init__(self) -> None:
+        for name in ("key_strength", "register_follow"):
+            _check(0 <= getattr(self, name) <= 1, f"steer.{name}", getattr(self, name), "a number in [0, 1]")
+        _check(-1 <= self.density <= 1, "steer.density", self.density, "a number in [-1, 1]")
+        for name in ("pitch_temperature", "rhythm_temperature", "key_half_life_beats"):
+            _check(getattr(self, name) > 0, f"steer.{name}", getattr(self, name), "a number > 0")
+        try:
+            parse_key(self.key)
+        except ValueError as err:
+            raise ConfigError(f"steer.key = {err}") from None
+
+
+@dataclass(frozen=True)
 class PortsConfig:
     """MIDI ports, matched by case-insensitive substring of their names. Empty: see the README."""
 
@@ -112,6 +138,9 @@ class ControlsConfig:
     cc_mute: int = 21
     cc_answer_bars: int = 22
     cc_panic: int = 23
+    cc_key_strength: int = 24
+    cc_density: int = 25
+    cc_register_follow: int = 26
 
     def __post_init__(self) -> None:
         for f in dataclasses.fields(self):
@@ -172,6 +201,7 @@ class Config:
     grid: GridConfig = field(default_factory=GridConfig)
     clock: ClockConfig = field(default_factory=ClockConfig)
     sampling: SamplingConfig = field(default_factory=SamplingConfig)
+    steer: SteerConfig = field(default_factory=SteerConfig)
     ports: PortsConfig = field(default_factory=PortsConfig)
     perform: PerformConfig = field(default_factory=PerformConfig)
     controls: ControlsConfig = field(default_factory=ControlsConfig)

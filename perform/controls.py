@@ -5,10 +5,15 @@
     mute         >= 64 mutes (the instrument keeps listening), < 64 unmutes
     answer bars  0..127 -> 1..8 bars
     panic        >= 64: every note off now, turn taking reset
+    key strength 0..127 -> 0..1 (linear), set on the generator's steering (perform.steer)
+    density      0..127 -> -1..1, 64 exactly 0 (neutral)
+    register     0..127 -> 0..1 register follow
 A CC number of -1 turns a control off.
 """
 
 from __future__ import annotations
+
+from dataclasses import replace
 
 from .config import MODES
 
@@ -28,6 +33,20 @@ def answer_bars_from_cc(value: int) -> int:
     return 1 + value * MAX_ANSWER_BARS // 128
 
 
+def unit_from_cc(value: int) -> float:
+    """0..127 -> 0.0..1.0."""
+    return value / 127.0
+
+
+def density_from_cc(value: int) -> float:
+    """0..127 -> -1.0..1.0 with the centre 64 exactly 0."""
+    return max(-1.0, min(1.0, (value - 64) / 63.0))
+
+
+STEER_CONTROLS = {"key_strength": unit_from_cc, "density": density_from_cc,
+                  "register_follow": unit_from_cc}
+
+
 class Controls:
     """The live-changeable settings and the CC map that changes them."""
 
@@ -39,7 +58,9 @@ class Controls:
         self.answer_bars = config.perform.answer_bars
         self.temperature = config.sampling.temperature
         actions = {c.cc_temperature: "temperature", c.cc_mode: "mode", c.cc_mute: "mute",
-                   c.cc_answer_bars: "answer_bars", c.cc_panic: "panic"}
+                   c.cc_answer_bars: "answer_bars", c.cc_panic: "panic",
+                   c.cc_key_strength: "key_strength", c.cc_density: "density",
+                   c.cc_register_follow: "register_follow"}
         self.by_cc = {cc: name for cc, name in actions.items() if cc >= 0}
 
     def handles(self, control: int) -> bool:
@@ -63,7 +84,15 @@ class Controls:
             return "mute" if changed and muted else None
         elif action == "panic" and value >= 64:
             return "panic"
+        elif action in STEER_CONTROLS:
+            self.set_steering(**{action: STEER_CONTROLS[action](value)})
         return None
+
+    def set_steering(self, **values: float) -> None:
+        """Change steering settings (perform.steer) live; a generator without steering ignores it."""
+        steering = getattr(self.generator, "steering", None)
+        if steering is not None:
+            steering.settings = replace(steering.settings, **values)
 
     def set_temperature(self, temperature: float) -> None:
         self.temperature = temperature

@@ -10,6 +10,10 @@ after DUR only a VEL, and at a step's event boundary only a NOTE above the last 
 never drawn: a live instrument does not end the song by itself. Fed notes take the nearest velocity
 bin the model was trained on (a chorale corpus has one), so the player's dynamics never become
 tokens the model never saw.
+
+With a `steering` (perform.steer.Steerer), each draw's logits are biased towards the key, the
+player's register and the asked-for density before sampling; `hear_player` tells it what the player
+played (once per note: its tracker lives outside the model's state, so restores never recount).
 """
 
 from __future__ import annotations
@@ -42,7 +46,8 @@ def trained_velocity_bins(engine) -> tuple[int, ...]:
 
 
 class Generator:
-    def __init__(self, engine, sampler: Sampler, max_notes_per_step: int = 12) -> None:
+    def __init__(self, engine, sampler: Sampler, max_notes_per_step: int = 12,
+                 steering=None) -> None:
         if max_notes_per_step < 0:
             raise ValueError(f"max_notes_per_step must be >= 0, got {max_notes_per_step}")
         self.engine = engine
@@ -53,10 +58,13 @@ class Generator:
         self._no_eos = np.ones(self.vocab.size, dtype=bool)
         self._no_eos[EOS] = False
         self.velocity_bins = trained_velocity_bins(engine)
+        self.steering = steering
         self.reset()
 
     def reset(self) -> None:
-        """Fresh state with BOS fed; step_index 0."""
+        """Fresh state with BOS fed; step_index 0; the steering has heard nothing."""
+        if self.steering is not None:
+            self.steering.reset()
         self._reader = TokenReader(self.vocab)
         self._state = self.engine.initial_state()
         self.step_index = 0
@@ -77,18 +85,29 @@ class Generator:
             self._feed(self.vocab.vel_base + self._trained_bin(note.velocity))
         self._feed(STEP)
         self.step_index += 1
+        if self.steering is not None:
+            self.steering.tracker.advance_to(self.step_index)
+
+    def hear_player(self, notes: Sequence[Note]) -> None:
+        """The player's notes (with their start steps), for the steering's key and register; each
+        note once. Without a steering, nothing."""
+        if self.steering is not None:
+            self.steering.hear(notes)
 
     def next_step(self) -> list[Note]:
         """Sample one step's notes, then STEP. The notes' start_step is the step_index before the
         call; after max_notes_per_step notes the step is closed."""
         start = self.step_index
+        steer = self.steering if self.steering is not None and self.steering.begin_step(start) else None
         notes: list[Note] = []
         while True:
             if len(notes) >= self.max_notes_per_step and self._reader.state == EXPECT_EVENT:
                 token = STEP
             else:
                 np.logical_and(self._reader.allowed(), self._no_eos, out=self._mask)
-                token = self.sampler.sample(self._logits, self._mask)
+                logits = self._logits if steer is None else steer.bias(
+                    self._logits, self._reader.state, self._mask)
+                token = self.sampler.sample(logits, self._mask)
             note = self._feed(token)
             if note is not None:
                 notes.append(replace(note, start_step=start))

@@ -87,6 +87,7 @@ class PlayerTrack:
         self.max_dur_steps = max_dur_steps
         self.held: dict[int, tuple[float, int]] = {}      # pitch -> (on_steps, velocity)
         self.done: dict[int, list[Note]] = {}              # start step -> finished notes
+        self.finished: list[Note] = []                     # finished since take_finished()
         self.last_release_steps: float | None = None
         self.last_onset_steps: float | None = None
         self.onsets = 0
@@ -113,7 +114,14 @@ class PlayerTrack:
         on_steps, velocity = self.held.pop(pitch)
         dur = quantize_duration(on_steps, off_steps, self.max_dur_steps)
         start = quantize_step(on_steps)
-        self.done.setdefault(start, []).append(Note(start, pitch, dur, velocity))
+        note = Note(start, pitch, dur, velocity)
+        self.done.setdefault(start, []).append(note)
+        self.finished.append(note)
+
+    def take_finished(self) -> list[Note]:
+        """The notes finished since the last call, each once (for perform.steer's tracker)."""
+        out, self.finished = self.finished, []
+        return out
 
     def release_all(self, time_steps: float) -> None:
         """End every held note (e.g. the input port vanished)."""

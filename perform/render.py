@@ -7,7 +7,8 @@
 With a song form, every section is `bars` bars long and generated once, the first time its name
 appears, continuing from everything before it; when the name recurs the same music is played again
 (and fed to the model, so what follows a repeat knows it was heard). `--prime` feeds a MIDI file as
-context first; the output holds only the new music.
+context first, and as the player's music for the steering (perform.steer: the key and register it
+follows); the output holds only the new music.
 """
 
 from __future__ import annotations
@@ -72,8 +73,12 @@ def _note_events(mid: mido.MidiFile, steps_per_beat: int) -> list[tuple[float, i
 
 def render(generator, bars: int, steps_per_bar: int, form: Sequence[str] = (),
            prime: Sequence[Note] = ()) -> list[Note]:
-    """Generate `bars` bars (per section when a form is given). Notes start at step 0."""
+    """Generate `bars` bars (per section when a form is given). Notes start at step 0. The prime is
+    what the player played: the generator's steering hears it (when it has `hear_player`)."""
     generator.reset()
+    hear = getattr(generator, "hear_player", None)
+    if hear is not None and prime:
+        hear(prime)
     _feed(generator, prime, _end_step(prime))
     origin = generator.step_index
     section_steps = bars * steps_per_bar

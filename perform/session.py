@@ -14,6 +14,8 @@ Preparing one step ahead means a note is never late by the time it took to compu
 Modes: "call" listens while the player plays, answers `answer_bars` bars once the player has been
 silent for `answer_pause_beats`, and stops (releasing its notes) as soon as the player comes back;
 "duet" plays every step, with the player's notes in its context; "solo" plays and does not listen.
+In every mode but solo the player's finished notes also go, once each, to the generator's steering
+(perform.steer: the key and register it follows); the status line shows the key.
 """
 
 from __future__ import annotations
@@ -63,6 +65,8 @@ class Session:
         self.folder = ContextFolder(generator, keep_steps=grid.max_dur_steps + 8)
         self.player = PlayerTrack(grid.max_dur_steps)
         self.controls = Controls(config, generator)
+        self._hear_player = getattr(generator, "hear_player", None)
+        self.steering = getattr(generator, "steering", None)
         self.recorder, self.status, self.provider = recorder, status, provider
         self.sync = (MasterLock(clock_follower, grid.steps_per_beat)
                      if clock_follower is not None else None)
@@ -247,6 +251,9 @@ class Session:
         now_steps = self.clock.steps_at(started_s)
         self._answer_starts = False
         play = self._decide(step)
+        finished = self.player.take_finished()
+        if finished and self._hear_player is not None:
+            self._hear_player(finished)
         self.folder.sync(self._heard(now_steps), step)
         if play:
             notes = self.folder.generate()
@@ -335,7 +342,9 @@ class Session:
             state = "playing"
         else:
             state = "answering" if self.answer_end is not None else "listening"
+        extra = f"  dropped {self.listener.dropped}" if self.listener.dropped else ""
+        if self.steering is not None:
+            extra = f"  key {self.steering.describe_key()}" + extra
         self.status.update(self.mode, self.clock.bpm, self.provider or "-",
                            self.step_latency.percentile_ms(99), self.clock.late_ticks, state,
-                           self.last_notes, f"  dropped {self.listener.dropped}"
-                           if self.listener.dropped else "")
+                           self.last_notes, extra)

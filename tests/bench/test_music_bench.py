@@ -87,3 +87,29 @@ def test_bench_names_a_missing_primes_folder(tmp_path, capsys):
     assert bench.main(["--primes", str(tmp_path / "nowhere"), "--json"]) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: --primes") and "Traceback" not in err
+
+
+@pytest.mark.skipif(not MODEL.is_file(), reason="models/default.onnx is not there")
+def test_bench_steers_both_sections_and_reports_the_prime_s_key(tmp_path, primes, capsys):
+    bench = load_bench()
+    free = run_bench(bench, tmp_path, primes, capsys, "--sections", "unprimed", "primed")
+    assert set(free) == {"model", "unprimed", "primed", "goals", "seconds"}
+    assert free["goals"]["note_nll>=15%_below_ngram"] is None
+    keyed = run_bench(bench, tmp_path, primes, capsys, "--sections", "unprimed", "primed",
+                      "--key-strength", "1", "--key", "F# major")
+    assert keyed["model"]["steering"]["key"] == "F# major"
+    assert keyed["unprimed"]["scale_consistency"]["median"] == 1.0      # the fixed key, unprimed too
+    heard = run_bench(bench, tmp_path, primes, capsys, "--sections", "primed", "--key-strength", "1")
+    p = heard["primed"]                       # C major and E major primes: answered in their keys
+    assert p["scale_consistency_vs_prime_key"]["median"] == 1.0
+    assert p["scale_consistency_vs_steered_key"]["median"] == 1.0
+    busy = run_bench(bench, tmp_path, primes, capsys, "--sections", "unprimed", "--density", "1")
+    sparse = run_bench(bench, tmp_path, primes, capsys, "--sections", "unprimed", "--density", "-1")
+    assert sparse["unprimed"]["notes_per_beat"]["median"] < busy["unprimed"]["notes_per_beat"]["median"]
+
+
+def test_bench_rejects_a_bad_steering_setting(capsys):
+    bench = load_bench()
+    assert bench.main(["--key", "H major", "--json"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: steer.key = 'H major' is not a key") and "Traceback" not in err

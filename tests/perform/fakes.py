@@ -1,4 +1,5 @@
-"""Fakes for the live loop: a clock, a port that records what it gets, a deterministic generator."""
+"""Fakes for the live loop: a clock, a port that records what it gets, a deterministic generator,
+an engine with flat logits."""
 
 from __future__ import annotations
 
@@ -6,9 +7,10 @@ import heapq
 import itertools
 
 import mido
+import numpy as np
 from mido.ports import BaseIOPort
 
-from perform.tokens import Note
+from perform.tokens import Note, Vocab
 
 
 class FakeClock:
@@ -122,3 +124,15 @@ class FakeGenerator:
     def heard(self) -> dict[int, tuple[Note, ...]]:
         """step -> notes in the model's context now."""
         return {step: notes for step, notes, _ in self.context}
+
+
+class FlatEngine:
+    """A model with no opinion: every token equally likely, whatever came before."""
+
+    vocab = Vocab()
+
+    def initial_state(self):
+        return 0
+
+    def step(self, token, state):
+        return np.zeros(self.vocab.size, np.float32), state + 1

@@ -6,6 +6,7 @@ import subprocess
 import sys
 import threading
 import time
+from pathlib import Path
 
 import mido
 import pytest
@@ -70,11 +71,61 @@ def fake_ports(monkeypatch):
     (["--bars", "4"], "add --out"),
     (["--out", "x.mid", "--bars", "0"], "at least 1"),
     (["--config", "/nonexistent/config.toml"], "not found"),
+    (["--key", "H major"], "steer.key = 'H major' is not a key; expected \"\" (follow the player) or"),
+    (["--key-strength", "1.5"], "steer.key_strength = 1.5 is out of range; expected a number in [0, 1]"),
+    (["--register-follow", "-0.1"], "steer.register_follow"),
+    (["--density", "-2"], "steer.density = -2.0 is out of range; expected a number in [-1, 1]"),
+    (["--pitch-temperature", "0"], "steer.pitch_temperature"),
+    (["--rhythm-temperature", "-1"], "steer.rhythm_temperature"),
 ])
 def test_user_errors_exit_2_with_a_message_and_no_traceback(argv, message, capsys, fake_model):
     assert cli.main(argv) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: ") and message in err and "Traceback" not in err
+    assert err.count("\n") == 1                          # one line
+
+
+def test_steering_options_reach_the_config():
+    args = cli.build_parser().parse_args(["--key-strength", "0.8", "--key", "F# major", "--density", "-0.5",
+                                          "--register-follow", "1", "--pitch-temperature", "0.7",
+                                          "--rhythm-temperature", "1.2"])
+    s = cli.config_from_args(args).steer
+    assert (s.key_strength, s.key, s.density, s.register_follow) == (0.8, "F# major", -0.5, 1.0)
+    assert (s.pitch_temperature, s.rhythm_temperature) == (0.7, 1.2)
+
+
+SHIPPED = Path(__file__).resolve().parents[2] / "models" / "default.onnx"
+E_MAJOR = {4, 6, 8, 9, 11, 1, 3}
+
+
+def midi_tune(path, pitches):
+    track = mido.MidiTrack()
+    for p in pitches:
+        track += [mido.Message("note_on", note=p, velocity=80), mido.Message("note_off", note=p, time=480)]
+    mid = mido.MidiFile(ticks_per_beat=480)
+    mid.tracks.append(track)
+    mid.save(str(path))
+
+
+def pitch_classes(path):
+    return {m.note % 12 for m in mido.MidiFile(str(path)).tracks[0] if m.type == "note_on"}
+
+
+@pytest.mark.skipif(not SHIPPED.is_file(), reason="models/default.onnx is not there")
+def test_render_with_key_strength_answers_in_the_prime_s_key_or_the_given_one(tmp_path):
+    prime = tmp_path / "e.mid"
+    midi_tune(prime, [64, 66, 68, 69, 71, 73, 75, 76, 71, 68, 64, 69, 73, 71, 66, 64])   # E major
+    out = tmp_path / "answer.mid"
+    base = ["--model", str(SHIPPED), "--out", str(out), "--bars", "4", "--seed", "3",
+            "--temperature", "1.5", "--top-p", "1"]
+    assert cli.main(base + ["--prime", str(prime), "--key-strength", "1"]) == 0
+    heard = pitch_classes(out)
+    assert len(heard) >= 5 and heard <= E_MAJOR
+    assert cli.main(base + ["--prime", str(prime), "--key-strength", "1", "--key", "Eb minor"]) == 0
+    heard = pitch_classes(out)
+    assert len(heard) >= 5 and heard <= {3, 5, 6, 8, 10, 11, 1, 2}
+    assert cli.main(base + ["--prime", str(prime)]) == 0                  # unsteered, hot: strays
+    assert not pitch_classes(out) <= E_MAJOR
 
 
 def test_missing_model_file_is_a_clear_error(tmp_path, capsys):

@@ -53,6 +53,15 @@ def test_out_of_range_value_says_what_is_expected(tmp_path):
         load_config(path)
 
 
+def test_a_bad_key_name_lists_the_accepted_forms_and_names_the_file(tmp_path):
+    path = tmp_path / "c.toml"
+    path.write_text('[steer]\nkey = "D dorian"\nkey_strength = 1.0\n')
+    with pytest.raises(ConfigError, match=r"steer.key = 'D dorian' is not a key; .*\"F# major\".*c.toml"):
+        load_config(path)
+    path.write_text('[steer]\nkey = "d minor"\nkey_strength = 1\n')
+    assert load_config(path).steer.key == "d minor" and load_config(path).steer.key_strength == 1.0
+
+
 def test_broken_toml_and_missing_file_are_config_errors(tmp_path):
     path = tmp_path / "c.toml"
     path.write_text("[clock\nbpm = \n")

@@ -1,8 +1,10 @@
 """The live loop on a fake clock with a fake port: exact tick times, turn taking, every exit path."""
 
+import io
 import threading
 
 import mido
+import numpy as np
 import pytest
 
 from perform.config import load_config
@@ -10,7 +12,7 @@ from perform.errors import PortError
 from perform.session import Session
 from perform.tokens import Note
 
-from fakes import FakeClock, FakeGenerator, FakePort
+from fakes import FakeClock, FakeGenerator, FakePort, FlatEngine
 
 PERIOD_S = 0.125          # 120 bpm, 4 steps a beat
 T0 = 100.0
@@ -120,6 +122,59 @@ def test_solo_ignores_the_player():
     play(clock, session, 60, 2, 3)
     session.run(max_ticks=6)
     assert all(notes == () for notes in gen.heard().values())
+
+
+# steering: the answer in the player's key -------------------------------------------------------------
+C_TUNE = [60, 62, 64, 65, 67, 69, 71, 72, 67, 64, 60, 65, 69, 67, 62, 60]
+
+
+def steered(mode, **steer):
+    """A session with a real generator on a flat-logit engine, steered; its status in a string."""
+    from perform.config import SteerConfig
+    from perform.generator import Generator
+    from perform.sampling import Sampler
+    from perform.status import StatusLine
+    from perform.steer import Steerer
+    gen = Generator(FlatEngine(), Sampler(top_p=1.0, seed=4),
+                    steering=Steerer(SteerConfig(**steer), FlatEngine.vocab))
+    cfg = load_config(None, {"perform": {"mode": mode}})
+    clock = FakeClock(T0)
+    port = FakePort(clock)
+    stream = io.StringIO()
+    session = Session(cfg, gen, port, now=clock.now, sleep=clock.sleep,
+                      status=StatusLine(stream, max_hz=1000, now=clock.now))
+    for i, pitch in enumerate(C_TUNE):                  # quarter notes from step 1 to step 65
+        play(clock, session, pitch, 1 + 4 * i, 4 + 4 * i)
+    return clock, port, gen, session, stream
+
+
+def test_duet_answers_in_the_key_the_player_plays_and_shows_it():
+    clock, port, gen, session, stream = steered("duet", key_strength=1.0)
+    session.run(max_ticks=100)
+    late = {m.note % 12 for t, m in port.sent if m.type == "note_on" and t > T0 + 20 * PERIOD_S}
+    early = {m.note % 12 for t, m in port.sent if m.type == "note_on" and t < T0 + 4 * PERIOD_S}
+    assert late == {0, 2, 4, 5, 7, 9, 11}               # C major, every degree of it
+    assert early - late                                 # before the first note ends: no key yet
+    assert "key C major 0." in stream.getvalue().split("\r")[-1]
+
+
+def test_solo_neither_hears_the_player_nor_steers_to_them():
+    clock, port, gen, session, stream = steered("solo", key_strength=1.0)
+    session.run(max_ticks=100)
+    assert gen.steering.key() is None
+    assert len({m.note % 12 for _, m in port.sent if m.type == "note_on"}) == 12
+    assert "key -" in stream.getvalue().split("\r")[-1]
+
+
+def test_the_key_tracker_counts_a_re_run_note_once():
+    clock, port, gen, session, stream = steered("call")
+    session.run(max_ticks=12)                           # C4 held 1..4, D4 from 5, E4 from 9 (held)
+    tracker = gen.steering.tracker
+    assert session.folder.reruns >= 1 and tracker.step == 12
+    decay = tracker.decay_per_step
+    expected = np.zeros(12)
+    expected[0], expected[2] = 3 * decay ** 11, 3 * decay ** 7
+    assert tracker.profile == pytest.approx(expected)
 
 
 # every exit path silences every note --------------------------------------------------------------
