@@ -4,6 +4,7 @@
     python bench/music.py --model runs/x/model.onnx --checkpoint runs/x/best.pt --n 30 --json
     python bench/music.py --primes my/midi/folder --n 10 --temperature 0.8
     python bench/music.py --n 30 --sections unprimed primed --key-strength 1 --density 0.5 --json
+    python bench/music.py --n 30 --sections primed --velocity model --json
 
 Sections (perform.analysis defines the measures):
     unprimed  --n renders of --bars bars, seeds seed..seed+n-1: exactly `perform --out F --bars B
@@ -21,9 +22,14 @@ Sections (perform.analysis defines the measures):
               scale of the prime's estimated key, as perform.steer counts it (minor: natural minor
               plus the raised 7th), `..._diatonic` (natural minor only), and `..._vs_steered_key`
               against the key the steering heard in the prime (its recent notes weigh more).
+              `velocity_correlation` (in model, human, shuffled): across phrases, the Pearson
+              correlation of the prime's mean velocity with the continuation's (0 when the
+              continuations all have one mean, null when the primes do); the primes keep their
+              own velocities (only pitches are transposed).
     steering  --key-strength, --key, --register-follow, --density, --pitch-temperature,
-              --rhythm-temperature and --key-half-life-beats steer both sections as `perform` does (perform.steer); in the
-              primed section the steering hears the prime as the player's music.
+              --rhythm-temperature, --key-half-life-beats and --velocity steer both sections as
+              `perform` does (perform.steer, perform.dynamics); in the primed section the steering
+              hears the prime as the player's music.
     nll       with a checkpoint (default: the model path with .pt, when it exists): NLL per token
               type on the checkpoint's own validation split, and the 5-gram's on the same split.
     corpus    the unprimed figures of the training corpus's first --bars bars (first
@@ -109,9 +115,11 @@ def parse_args(argv, sampling) -> argparse.Namespace:
     st.add_argument("--pitch-temperature", type=float, default=1.0)
     st.add_argument("--rhythm-temperature", type=float, default=1.0)
     st.add_argument("--key-half-life-beats", type=float, default=8.0)
+    st.add_argument("--velocity", default="auto", help='auto, model, player or "fixed N"')
     args = p.parse_args(argv)
     args.steer = SteerConfig(args.key_strength, args.key, args.register_follow, args.density,
-                             args.pitch_temperature, args.rhythm_temperature, args.key_half_life_beats)
+                             args.pitch_temperature, args.rhythm_temperature, args.key_half_life_beats,
+                             args.velocity)
     for name in ("n", "bars", "prime_bars", "continue_bars", "corpus_limit"):
         if getattr(args, name) < 1:
             raise BenchError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(args, name)}")
@@ -210,7 +218,22 @@ def following(primes, continuations) -> dict:
     return {"pc_correlation": {**stats(corr), "mean": r4(np.mean(finite)) if finite else None,
                                "sem": r4(sem)},
             "key_agreement": r4(np.mean(agree)) if agree else None,
-            "register_gap": r4(np.nanmean(gaps)) if np.isfinite(gaps).any() else None}
+            "register_gap": r4(np.nanmean(gaps)) if np.isfinite(gaps).any() else None,
+            "velocity_correlation": r4(velocity_correlation(primes, continuations))}
+
+
+def velocity_correlation(primes, continuations) -> float | None:
+    """Pearson correlation, across pairs, of the prime's mean velocity with the continuation's
+    (pairs with an empty continuation left out). 0 when the continuations' means are all equal
+    (they follow nothing), None when the primes' are (nothing to follow) or under 3 pairs."""
+    pairs = [(np.mean([n.velocity for n in p]), np.mean([n.velocity for n in c]))
+             for p, c in zip(primes, continuations) if p and c]
+    if len(pairs) < 3:
+        return None
+    x, y = np.array(pairs, dtype=float).T
+    if np.ptp(x) == 0:
+        return None
+    return 0.0 if np.ptp(y) == 0 else float(np.corrcoef(x, y)[0, 1])
 
 
 # phrases -----------------------------------------------------------------------------------------
@@ -361,7 +384,8 @@ def goals(result: dict) -> dict:
     ok = lambda x, test: x is not None and bool(test(x))  # noqa: E731
     out = dict.fromkeys(("unprimed_scale_consistency_median>=0.90", "per_bar_scale_consistency_median>=0.95",
                          "primed_pc_correlation_median>=0.5_and_shuffled_abs<0.2",
-                         "note_nll>=15%_below_ngram", "max_identical_onset_run<=8"))
+                         "note_nll>=15%_below_ngram", "max_identical_onset_run<=8",
+                         "primed_velocity_correlation>=0.8"))
     if u is not None:
         out["unprimed_scale_consistency_median>=0.90"] = ok(u["scale_consistency"]["median"],
                                                             lambda x: x >= 0.90)
@@ -373,6 +397,8 @@ def goals(result: dict) -> dict:
         model = p["model"]["pc_correlation"]["median"]
         out["primed_pc_correlation_median>=0.5_and_shuffled_abs<0.2"] = (
             ok(model, lambda x: x >= 0.5) and ok(shuffled, lambda x: abs(x) < 0.2))
+        out["primed_velocity_correlation>=0.8"] = ok(p["model"]["velocity_correlation"],
+                                                     lambda x: x >= 0.8)
     if nll is not None and "skipped" not in nll:
         out["note_nll>=15%_below_ngram"] = ok(nll.get("note_nll_below_ngram_pct"), lambda x: x >= 15)
     return out
@@ -392,6 +418,8 @@ def run(args) -> dict:
         "parameters": (meta.get("metrics") or {}).get("parameters"), "model_args": meta["model_args"],
         "sampling": {"temperature": args.temperature, "top_k": args.top_k, "top_p": args.top_p},
         "steering": dataclasses.asdict(args.steer),
+        "velocity_bins": list(generator.velocity_bins),      # trained (metadata, or asked of the model)
+        "velocity_policy": generator.steering.shaper.resolve(generator.steering.velocity_policy),
         "seed": args.seed, "n": args.n, "bars": args.bars, "prime_bars": args.prime_bars,
         "continue_bars": args.continue_bars, "steps_per_bar": steps_per_bar}}
 
@@ -467,7 +495,9 @@ def summary(result: dict) -> str:
                      f"{p['human']['pc_correlation']['median']} shuffled "
                      f"{p['shuffled']['pc_correlation']['median']}, in the prime's key "
                      f"{p['scale_consistency_vs_prime_key']['median']}, register gap "
-                     f"{p['model']['register_gap']}")
+                     f"{p['model']['register_gap']}, velocity correlation model "
+                     f"{p['model']['velocity_correlation']} human {p['human']['velocity_correlation']} "
+                     f"shuffled {p['shuffled']['velocity_correlation']}")
     return "; ".join(parts + [f"goals {result['goals']}"])
 
 

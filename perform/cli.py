@@ -6,6 +6,8 @@
     perform --virtual                             # ports "lstm-jam out"/"lstm-jam in" for a DAW
     perform --out song.mid --bars 8 [--prime phrase.mid] [--form "verse chorus verse"]
     perform --port synth --input keys --key-strength 0.8 --register-follow 0.5 --density 0.3
+    perform --port synth --input keys --velocity "fixed 100"   # or auto, model, player
+    perform --out song.mid --png --prime phrase.mid            # song.png: a piano roll beside it
 
 Settings come from config.toml (or --config FILE), then `--set table.key=value`, then the options
 below. Ctrl-C or SIGTERM stop it; every way out silences the notes it played.
@@ -55,6 +57,7 @@ def build_parser() -> argparse.ArgumentParser:
     st.add_argument("--pitch-temperature", type=float, help="times --temperature, for the pitches")
     st.add_argument("--rhythm-temperature", type=float,
                     help="times --temperature, for note-or-rest and durations")
+    st.add_argument("--velocity", help='how loud it answers: auto (default), model, player, "fixed N"')
     m = p.add_argument_group("MIDI")
     m.add_argument("--list-ports", action="store_true", help="list MIDI inputs and outputs")
     m.add_argument("--port", help="output port: part of its name")
@@ -74,6 +77,8 @@ def build_parser() -> argparse.ArgumentParser:
     o.add_argument("--bars", type=int, help="bars to render (per section with --form)")
     o.add_argument("--prime", metavar="FILE.mid", help="music the model hears first")
     o.add_argument("--form", help='song form, e.g. "verse chorus verse chorus bridge chorus"')
+    o.add_argument("--png", action="store_true", default=None,
+                   help="also write FILE.png, a piano roll (the prime and the answer in two colours)")
     return p
 
 
@@ -89,7 +94,7 @@ def config_from_args(args: argparse.Namespace) -> Config:
         "steer": {"key_strength": args.key_strength, "key": args.key,
                   "register_follow": args.register_follow, "density": args.density,
                   "pitch_temperature": args.pitch_temperature,
-                  "rhythm_temperature": args.rhythm_temperature},
+                  "rhythm_temperature": args.rhythm_temperature, "velocity": args.velocity},
         "ports": {"output": args.port, "input": args.input, "api": args.api,
                   "virtual": args.virtual or None, "channel": args.channel, "thru": args.thru,
                   "reconnect": args.reconnect},
@@ -148,13 +153,16 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def check_options(args: argparse.Namespace) -> None:
-    offline = [name for name in ("bars", "prime", "form") if getattr(args, name) is not None]
+    offline = [name for name in ("bars", "prime", "form", "png") if getattr(args, name) is not None]
     if offline and not args.out:
         raise ConfigError(f"--{offline[0]} is for offline rendering; add --out FILE.mid")
     if args.out and args.bars is not None and args.bars < 1:
         raise ConfigError(f"--bars {args.bars} must be at least 1")
     if args.seconds is not None and args.seconds <= 0:
         raise ConfigError(f"--seconds {args.seconds} must be more than 0")
+    if args.png and Path(args.out).suffix.lower() == ".png":
+        raise ConfigError(f"--out {args.out} names the MIDI file; --png writes the .png beside it: "
+                          f"use --out FILE.mid")
     if args.out and args.record:
         raise ConfigError("--record is for live playing; --out already writes a file")
 
@@ -172,7 +180,20 @@ def render_to_file(args: argparse.Namespace, cfg: Config, generator) -> int:
                       cfg.ports.channel - 1, cfg.perform.beats_per_bar)
     print(f"wrote {path}: {len(notes)} notes, {total_steps // steps_per_bar} bars at "
           f"{cfg.clock.bpm:g} bpm", file=sys.stderr)
+    if args.png:
+        from .pianoroll import spans_from_notes, write_piano_roll
+        png, offset = path.with_suffix(".png"), max((n.start_step + 1 for n in prime), default=0)
+        answer = spans_from_notes(clip_notes(notes, total_steps), offset)
+        write_piano_roll(png, spans_from_notes(prime), answer, grid.steps_per_beat,
+                         cfg.perform.beats_per_bar)
+        print(f"wrote {png}: the piano roll", file=sys.stderr)
     return 0
+
+
+def clip_notes(notes, total_steps: int) -> list:
+    """The notes as the file holds them: durations cut at `total_steps`."""
+    return [dataclasses.replace(n, dur_steps=min(n.dur_steps, total_steps - n.start_step))
+            for n in notes if n.start_step < total_steps]
 
 
 def play_live(args: argparse.Namespace, cfg: Config, generator, provider: str) -> int:
@@ -181,7 +202,8 @@ def play_live(args: argparse.Namespace, cfg: Config, generator, provider: str) -
     from .record import Recorder
     from .session import Session
     from .status import StatusLine
-    recorder = Recorder(args.record, cfg.grid.steps_per_beat) if args.record else None
+    recorder = (Recorder(args.record, cfg.grid.steps_per_beat, cfg.perform.beats_per_bar)
+                if args.record else None)
     listener = Listener(ignored=IGNORED_TYPES if cfg.clock.sync else IGNORED_TYPES | CLOCK_TYPES)
     with ExitStack() as stack:
         live = LivePorts(cfg, listener, no_input=args.no_input)

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
+from .dynamics import parse_velocity
 from .errors import ConfigError
 from .steer import parse_key
 
@@ -71,8 +72,10 @@ class SamplingConfig:
 
 @dataclass(frozen=True)
 class SteerConfig:
-    """The player in control (perform.steer): key, register, density, separate temperatures.
-    The defaults change nothing. key "" follows the player's key; else e.g. "D minor"."""
+    """The player in control (perform.steer): key, register, density, separate temperatures,
+    dynamics. key "" follows the player's key; else e.g. "D minor". velocity (perform.dynamics):
+    "auto", "model", "player" or "fixed N". The defaults change nothing but the velocities of a
+    model whose corpus had no dynamics once the player played: "auto" then follows the player's."""
 
     key_strength: float = 0.0         # 0: off .. 1: only the key's scale
     key: str = ""
@@ -80,7 +83,8 @@ class SteerConfig:
     density: float = 0.0              # -1: sparser .. 1: busier
     pitch_temperature: float = 1.0    # times the sampling temperature, for which pitch
     rhythm_temperature: float = 1.0   # times the sampling temperature, for note-or-step and durations
-    key_half_life_beats: float = 8.0  # how fast the player's old notes fade from the key estimate
+    key_half_life_beats: float = 8.0  # how fast the player's old notes fade (key, register, dynamics)
+    velocity: str = "auto"            # "model", "player", "fixed N"; auto: model if it had dynamics
 
     def __post_init__(self) -> None:
         for name in ("key_strength", "register_follow"):
@@ -92,6 +96,10 @@ class SteerConfig:
             parse_key(self.key)
         except ValueError as err:
             raise ConfigError(f"steer.key = {err}") from None
+        try:
+            parse_velocity(self.velocity)
+        except ValueError as err:
+            raise ConfigError(f"steer.velocity = {err}") from None
 
 
 @dataclass(frozen=True)
@@ -141,6 +149,7 @@ class ControlsConfig:
     cc_key_strength: int = 24
     cc_density: int = 25
     cc_register_follow: int = 26
+    cc_velocity: int = 27           # 0: the configured [steer] velocity policy; 1..127: fixed at it
 
     def __post_init__(self) -> None:
         for f in dataclasses.fields(self):

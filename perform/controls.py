@@ -8,6 +8,7 @@
     key strength 0..127 -> 0..1 (linear), set on the generator's steering (perform.steer)
     density      0..127 -> -1..1, 64 exactly 0 (neutral)
     register     0..127 -> 0..1 register follow
+    velocity     0: the [steer] velocity policy configured; 1..127: every answer note at that velocity
 A CC number of -1 turns a control off.
 """
 
@@ -57,10 +58,11 @@ class Controls:
         self.muted = False
         self.answer_bars = config.perform.answer_bars
         self.temperature = config.sampling.temperature
+        self.velocity_policy = config.steer.velocity       # what CC value 0 goes back to
         actions = {c.cc_temperature: "temperature", c.cc_mode: "mode", c.cc_mute: "mute",
                    c.cc_answer_bars: "answer_bars", c.cc_panic: "panic",
                    c.cc_key_strength: "key_strength", c.cc_density: "density",
-                   c.cc_register_follow: "register_follow"}
+                   c.cc_register_follow: "register_follow", c.cc_velocity: "velocity"}
         self.by_cc = {cc: name for cc, name in actions.items() if cc >= 0}
 
     def handles(self, control: int) -> bool:
@@ -86,9 +88,11 @@ class Controls:
             return "panic"
         elif action in STEER_CONTROLS:
             self.set_steering(**{action: STEER_CONTROLS[action](value)})
+        elif action == "velocity":
+            self.set_steering(velocity=f"fixed {value}" if value > 0 else self.velocity_policy)
         return None
 
-    def set_steering(self, **values: float) -> None:
+    def set_steering(self, **values) -> None:
         """Change steering settings (perform.steer) live; a generator without steering ignores it."""
         steering = getattr(self.generator, "steering", None)
         if steering is not None:

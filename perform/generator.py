@@ -8,12 +8,14 @@
 Sampling is masked by the token grammar (perform.tokens.TokenReader.allowed): after NOTE only a DUR,
 after DUR only a VEL, and at a step's event boundary only a NOTE above the last one, or STEP. EOS is
 never drawn: a live instrument does not end the song by itself. Fed notes take the nearest velocity
-bin the model was trained on (a chorale corpus has one), so the player's dynamics never become
-tokens the model never saw.
+bin the model was trained on (a chorale corpus has one; a model file that does not say is asked:
+`probe_velocity_bins`), so the player's dynamics never become tokens the model never saw.
 
 With a `steering` (perform.steer.Steerer), each draw's logits are biased towards the key, the
 player's register and the asked-for density before sampling; `hear_player` tells it what the player
-played (once per note: its tracker lives outside the model's state, so restores never recount).
+played (once per note: its tracker lives outside the model's state, so restores never recount),
+and the notes drawn take the velocity policy's velocities (perform.dynamics: the model's, the
+player's level and spread, or fixed); the model's context keeps the velocity bins it drew.
 """
 
 from __future__ import annotations
@@ -38,11 +40,34 @@ class Snapshot:
     step_index: int
 
 
+PROBE_NOTES = ((60, 4), (48, 8), (72, 2), (67, 1))     # (pitch, dur_steps) after BOS
+PROBE_MIN_PROBABILITY = 1e-3
+
+
 def trained_velocity_bins(engine) -> tuple[int, ...]:
-    """The velocity bins the model's training corpus had (its metadata `corpus.velocity_bins`);
-    empty when the model does not say (then every bin is taken as trained)."""
-    corpus = (getattr(engine, "metadata", None) or {}).get("corpus") or {}
-    return tuple(sorted(int(b) for b in corpus.get("velocity_bins") or ()))
+    """The velocity bins the model's training corpus had: its metadata `corpus.velocity_bins`, else
+    (a model file from before that was recorded) `probe_velocity_bins`. Empty for an engine with no
+    metadata at all (a stand-in: then every bin is taken as trained)."""
+    metadata = getattr(engine, "metadata", None)
+    corpus = (metadata or {}).get("corpus") or {}
+    if corpus.get("velocity_bins"):
+        return tuple(sorted(int(b) for b in corpus["velocity_bins"]))
+    return probe_velocity_bins(engine) if metadata is not None else ()
+
+
+def probe_velocity_bins(engine) -> tuple[int, ...]:
+    """The bins the model gives a probability of at least PROBE_MIN_PROBABILITY to the velocity
+    of a first note (a few pitches and durations): a bin its corpus never had gets about 1e-7
+    (the shipped chorale model: bin 4 alone, the others <= 1e-6)."""
+    v, found = engine.vocab, set()
+    for pitch, dur in PROBE_NOTES:
+        state = engine.initial_state()
+        for token in (BOS, v.note_id(v.fold_pitch(pitch)), v.dur_id(min(dur, v.max_dur_steps))):
+            logits, state = engine.step(token, state)
+        x = np.asarray(logits[v.vel_base:v.size], dtype=np.float64)
+        p = np.exp(x - x.max())
+        found.update(int(b) for b in np.flatnonzero(p / p.sum() >= PROBE_MIN_PROBABILITY))
+    return tuple(sorted(found))
 
 
 class Generator:
@@ -59,6 +84,8 @@ class Generator:
         self._no_eos[EOS] = False
         self.velocity_bins = trained_velocity_bins(engine)
         self.steering = steering
+        if steering is not None:
+            steering.use_velocity_bins(self.velocity_bins)
         self.reset()
 
     def reset(self) -> None:
@@ -114,7 +141,7 @@ class Generator:
             if token == STEP:
                 break
         self.step_index += 1
-        return notes
+        return notes if self.steering is None else self.steering.voice(notes)
 
     def snapshot(self) -> Snapshot:
         """The model's state, next-token logits, grammar position and step, to `restore` later."""

@@ -3,7 +3,9 @@
 `Listener.callback` is what the MIDI port calls: it stamps the message with `now()` and puts it in a
 bounded queue (a full queue drops the message and counts it), then wakes the engine. Nothing else
 happens in the callback. `PlayerTrack` turns the drained note events into notes on the grid with the
-rules of perform.quantize; a held note gets a provisional duration until it is released.
+rules of perform.quantize; a held note gets a provisional duration until it is released. The sustain
+pedal (CC 64) counts as a pianist means it: a key released while the pedal is down goes on sounding,
+and its note ends when the pedal comes up or the key is struck again.
 """
 
 from __future__ import annotations
@@ -86,6 +88,8 @@ class PlayerTrack:
     def __init__(self, max_dur_steps: int) -> None:
         self.max_dur_steps = max_dur_steps
         self.held: dict[int, tuple[float, int]] = {}      # pitch -> (on_steps, velocity)
+        self.pedalled: dict[int, tuple[float, int]] = {}  # released keys the pedal holds, the same
+        self.pedal_down = False
         self.done: dict[int, list[Note]] = {}              # start step -> finished notes
         self.finished: list[Note] = []                     # finished since take_finished()
         self.last_release_steps: float | None = None
@@ -99,32 +103,52 @@ class PlayerTrack:
             return
         if pitch in self.held:
             self._finish(pitch, time_steps)
+        if pitch in self.pedalled:
+            self._finish(pitch, time_steps, pedalled=True)
         self.held[pitch] = (time_steps, velocity)
         self.last_onset_steps = time_steps
         self.onsets += 1
 
     def note_off(self, time_steps: float, pitch: int) -> None:
-        """Rule 6: an off without a sounding note is ignored."""
+        """Rule 6: an off without a sounding note is ignored. With the pedal down the note goes on
+        sounding (the key counts as released: turn taking goes by the keys)."""
         if pitch in self.held:
-            self._finish(pitch, time_steps)
+            if self.pedal_down:
+                on_steps, velocity = self.pedalled[pitch] = self.held.pop(pitch)
+                self.finished.append(self._note(on_steps, time_steps, pitch, velocity))
+            else:
+                self._finish(pitch, time_steps)
             if not self.held:
                 self.last_release_steps = time_steps
 
-    def _finish(self, pitch: int, off_steps: float) -> None:
-        on_steps, velocity = self.held.pop(pitch)
+    def pedal(self, time_steps: float, down: bool) -> None:
+        """The sustain pedal (CC 64, down at a value >= 64): lifting it ends the notes it held."""
+        self.pedal_down = down
+        if not down:
+            for pitch in list(self.pedalled):
+                self._finish(pitch, time_steps, pedalled=True)
+
+    def _note(self, on_steps: float, off_steps: float, pitch: int, velocity: int) -> Note:
         dur = quantize_duration(on_steps, off_steps, self.max_dur_steps)
-        start = quantize_step(on_steps)
-        note = Note(start, pitch, dur, velocity)
-        self.done.setdefault(start, []).append(note)
-        self.finished.append(note)
+        return Note(quantize_step(on_steps), pitch, dur, velocity)
+
+    def _finish(self, pitch: int, off_steps: float, pedalled: bool = False) -> None:
+        """End a sounding note. A pedalled one was already in `finished` since its key came up."""
+        on_steps, velocity = (self.pedalled if pedalled else self.held).pop(pitch)
+        note = self._note(on_steps, off_steps, pitch, velocity)
+        self.done.setdefault(note.start_step, []).append(note)
+        if not pedalled:
+            self.finished.append(note)
 
     def take_finished(self) -> list[Note]:
-        """The notes finished since the last call, each once (for perform.steer's tracker)."""
+        """The notes whose keys came up since the last call, each once (for perform.steer's
+        tracker; a pedalled note with its length to the key's release)."""
         out, self.finished = self.finished, []
         return out
 
     def release_all(self, time_steps: float) -> None:
-        """End every held note (e.g. the input port vanished)."""
+        """End every held and pedalled note, the pedal up (e.g. the input port vanished)."""
+        self.pedal(time_steps, False)
         for pitch in list(self.held):
             self.note_off(time_steps, pitch)
 
@@ -132,9 +156,10 @@ class PlayerTrack:
         return bool(self.held)
 
     def notes_by_step(self, now_steps: float) -> dict[int, list[Note]]:
-        """Finished notes, plus held ones with a provisional duration (capped ones are final)."""
+        """Finished notes, plus held and pedalled ones with a provisional duration (capped ones
+        are final)."""
         out = {step: list(notes) for step, notes in self.done.items()}
-        for pitch, (on_steps, velocity) in self.held.items():
+        for pitch, (on_steps, velocity) in (self.held | self.pedalled).items():
             start = quantize_step(on_steps)
             held = quantize_duration(on_steps, now_steps, self.max_dur_steps)
             dur = provisional_steps(held, self.max_dur_steps)

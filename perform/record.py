@@ -3,7 +3,8 @@
 Events are kept in grid steps (the session's clock turns their times into steps, so tempo changes
 are respected) and written as a type-1 file: track 0 "player" carries the tempo map, track 1
 "instrument". The file is written to a temporary name and renamed, so a crash never leaves half a
-file under the real name.
+file under the real name. Beside it goes a picture of the jam: `jam.mid` -> `jam.png`, a piano roll
+with the player and the instrument in two colours (perform.pianoroll).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from pathlib import Path
 import mido
 
 from .errors import MidiFileError
+from .pianoroll import spans_from_messages, write_piano_roll
 
 TICKS_PER_BEAT = 480
 PLAYER, INSTRUMENT = "player", "instrument"
@@ -23,11 +25,15 @@ RECORDED_TYPES = frozenset({"note_on", "note_off", "control_change", "pitchwheel
 class Recorder:
     """Collects (steps, message) per track; `write` makes the .mid file."""
 
-    def __init__(self, path: str | Path, steps_per_beat: int) -> None:
+    def __init__(self, path: str | Path, steps_per_beat: int, beats_per_bar: int = 4) -> None:
         self.path = Path(path)
-        self.steps_per_beat = steps_per_beat
+        self.png_path = self.path.with_suffix(".png")
+        self.steps_per_beat, self.beats_per_bar = steps_per_beat, beats_per_bar
         self.events: dict[str, list[tuple[float, int, mido.Message]]] = {PLAYER: [], INSTRUMENT: []}
         self._order = 0
+        if self.png_path == self.path:
+            raise MidiFileError(f"cannot record to {self.path}: its piano roll goes to a .png beside "
+                                f"it; name the recording FILE.mid")
         parent = self.path.parent if str(self.path.parent) else Path(".")
         if not parent.is_dir():
             raise MidiFileError(f"cannot record to {self.path}: folder {parent} does not exist; "
@@ -40,7 +46,8 @@ class Recorder:
             self.events[track].append((max(at_steps, 0.0), self._order, msg))
 
     def write(self, tempo_changes: list[tuple[float, float]]) -> Path:
-        """Write the file; `tempo_changes` is [(at_steps, bpm), ...] starting at step 0."""
+        """Write the file, then its piano roll (`png_path`); `tempo_changes` is [(at_steps, bpm),
+        ...] starting at step 0."""
         mid = mido.MidiFile(type=1, ticks_per_beat=TICKS_PER_BEAT)
         for name in (PLAYER, INSTRUMENT):
             track = mido.MidiTrack()
@@ -57,7 +64,18 @@ class Recorder:
             os.replace(tmp, self.path)
         except OSError as err:
             raise MidiFileError(f"cannot write {self.path}: {err}") from err
+        self.write_png()
         return self.path
+
+    def write_png(self) -> Path:
+        """The piano roll of what was recorded; a note still sounding ends at the last event."""
+        timed = {name: [(s, m) for s, _, m in sorted(self.events[name], key=lambda e: (e[0], e[1]))]
+                 for name in (PLAYER, INSTRUMENT)}
+        end = max((e[0] for name in timed for e in timed[name][-1:]), default=0.0)
+        write_piano_roll(self.png_path, spans_from_messages(timed[PLAYER], end),
+                         spans_from_messages(timed[INSTRUMENT], end), self.steps_per_beat,
+                         self.beats_per_bar)
+        return self.png_path
 
     def _delta(self, timed):
         last_tick = 0

@@ -40,6 +40,7 @@ from .tokens import Note
 
 CLOCK = "clock"
 ALL_NOTES_OFF = 123
+SUSTAIN = 64                      # the sustain pedal: held notes sound on (perform.listener)
 SPIN_S = 0.0005                   # spin (yielding) the last half millisecond before a deadline
 THRU_TYPES = frozenset({"note_on", "note_off", "control_change", "pitchwheel", "program_change"})
 
@@ -206,6 +207,8 @@ class Session:
             self.recorder.add(PLAYER, at_steps, msg)
         if self.thru and msg.type in THRU_TYPES:
             self.scheduler.send_now(msg, THRU)
+        if msg.type == "control_change" and msg.control == SUSTAIN and self.mode != "solo":
+            self.player.pedal(at_steps, msg.value >= 64)
         if self.mode == "solo" or msg.type not in ("note_on", "note_off"):
             return
         if msg.type == "note_on" and msg.velocity > 0:
@@ -344,7 +347,8 @@ class Session:
             state = "answering" if self.answer_end is not None else "listening"
         extra = f"  dropped {self.listener.dropped}" if self.listener.dropped else ""
         if self.steering is not None:
-            extra = f"  key {self.steering.describe_key()}" + extra
+            extra = (f"  key {self.steering.describe_key()}  vel {self.steering.describe_velocity()}"
+                     + extra)
         self.status.update(self.mode, self.clock.bpm, self.provider or "-",
                            self.step_latency.percentile_ms(99), self.clock.late_ticks, state,
                            self.last_notes, extra)

@@ -4,6 +4,7 @@
     steerer.hear(player_notes)                       # the player's finished notes, once each
     steerer.begin_step(step)                         # False: nothing to do this step (all neutral)
     logits = steerer.bias(logits, reader.state, mask)   # a float64 copy to sample from
+    notes = steerer.voice(notes)                     # the step's notes at the velocity policy's
 
 What each setting does to one draw's logits (nats are natural-log units of probability):
     key_strength 0..1    NOTEs outside the key's scale lose KEY_NATS * s / (1 - s) nats (0.5: 2 nats,
@@ -22,19 +23,24 @@ What each setting does to one draw's logits (nats are natural-log units of proba
     pitch_temperature    reshapes only which pitch a NOTE is (its logits divided by it, then put
                          back to the NOTEs' total probability), never whether a note comes.
     rhythm_temperature   reshapes the choice between another NOTE and STEP, and the DUR draw.
-Both temperatures multiply the sampler's own. VEL draws are never touched. The KeyTracker lives
-outside the model's state, so a snapshot restore (perform.context) never counts a note twice.
+    velocity             "auto", "model", "player" or "fixed N": how loud the answer plays
+                         (perform.dynamics). It never touches a draw: `voice` sets the velocities
+                         of the notes drawn, after the model chose them.
+Both temperatures multiply the sampler's own. The KeyTracker lives outside the model's state, so a
+snapshot restore (perform.context) never counts a note twice.
 """
 
 from __future__ import annotations
 
 import math
 import re
+from dataclasses import replace
 from typing import Iterable
 
 import numpy as np
 
 from .analysis import MAJOR_SCALE, MINOR_SCALE, estimate_key
+from .dynamics import VelocityShaper, parse_velocity
 from .tokens import EXPECT_DUR, EXPECT_EVENT, STEP, Note
 
 KEY_NATS = 2.0
@@ -78,9 +84,10 @@ def scale_mask(tonic: int, mode: str) -> np.ndarray:
 
 class KeyTracker:
     """The player's recent notes: a pitch-class profile (each note adds its duration in steps to
-    its pitch class) and a register centre (the mean pitch, each note counted once), both decaying
-    with a half-life of `half_life_beats`. Time is the step of the latest `advance_to`; a note is
-    weighted by its age then, so notes may be heard late or out of order."""
+    its pitch class), a register centre (the mean pitch, each note counted once) and their dynamics
+    (the mean and deviation of their velocities, each note once), all decaying with a half-life of
+    `half_life_beats`. Time is the step of the latest `advance_to`; a note is weighted by its age
+    then, so notes may be heard late or out of order."""
 
     def __init__(self, half_life_beats: float = 8.0, steps_per_beat: int = 4) -> None:
         if not half_life_beats > 0:
@@ -92,6 +99,7 @@ class KeyTracker:
         self.step = 0
         self.profile = np.zeros(12)
         self._pitch_sum = self._count = 0.0
+        self._vel_sum = self._vel_squares = 0.0
 
     def hear(self, notes: Iterable[Note]) -> None:
         for n in notes:
@@ -99,6 +107,8 @@ class KeyTracker:
             self.profile[n.pitch % 12] += n.dur_steps * weight
             self._pitch_sum += n.pitch * weight
             self._count += weight
+            self._vel_sum += n.velocity * weight
+            self._vel_squares += n.velocity * n.velocity * weight
 
     def advance_to(self, step: int) -> None:
         """Decay to `step`; an earlier step (a snapshot restored) changes nothing."""
@@ -107,6 +117,8 @@ class KeyTracker:
             self.profile *= factor
             self._pitch_sum *= factor
             self._count *= factor
+            self._vel_sum *= factor
+            self._vel_squares *= factor
             self.step = step
 
     def estimate(self) -> tuple[int, str, float] | None:
@@ -122,6 +134,15 @@ class KeyTracker:
         """The decaying mean pitch of the player's notes; None before any."""
         return self._pitch_sum / self._count if self._count > 0 else None
 
+    @property
+    def dynamics(self) -> tuple[float, float] | None:
+        """(level, spread): the decaying mean and standard deviation of the player's velocities;
+        None before any note."""
+        if not self._count > 0:
+            return None
+        level = self._vel_sum / self._count
+        return level, math.sqrt(max(self._vel_squares / self._count - level * level, 0.0))
+
 
 class Steerer:
     """One generator's steering: the settings (replace them live), the player's KeyTracker, and
@@ -133,6 +154,7 @@ class Steerer:
         self._durs = slice(vocab.dur_base, vocab.vel_base)
         self._pitches = np.arange(vocab.pitch_min, vocab.pitch_max + 1)
         self.tracker = KeyTracker(settings.key_half_life_beats, vocab.steps_per_beat)
+        self.shaper = VelocityShaper(vocab)
         self._note_bias: np.ndarray | None = None
         self.settings = settings
 
@@ -144,6 +166,7 @@ class Steerer:
     def settings(self, settings) -> None:
         self._settings = settings
         self.fixed_key = parse_key(settings.key)
+        self.velocity_policy = parse_velocity(settings.velocity)
         decay = 0.5 ** (1.0 / (settings.key_half_life_beats * self.vocab.steps_per_beat))
         self.tracker.decay_per_step = decay
         self.neutral = (settings.key_strength == 0 and settings.register_follow == 0
@@ -155,6 +178,23 @@ class Steerer:
 
     def reset(self) -> None:
         self.tracker.reset()
+
+    def use_velocity_bins(self, bins: Iterable[int]) -> None:
+        """The velocity bins the model was trained on (perform.generator: its metadata, or asked of
+        the model); "auto" picks "model" for three or more, else "player"."""
+        self.shaper = VelocityShaper(self.vocab, tuple(bins))
+
+    def voice(self, notes: list[Note]) -> list[Note]:
+        """The notes drawn, at the velocity policy's velocities (perform.dynamics)."""
+        if not notes or self.shaper.resolve(self.velocity_policy) == "model":
+            return notes
+        player = self.tracker.dynamics
+        return [replace(n, velocity=self.shaper.velocity(self.velocity_policy, n, player)) for n in notes]
+
+    def describe_velocity(self) -> str:
+        """For the status line: 'player 84 sd 12', 'player -' (none heard: the model's), 'model',
+        'fixed 100'."""
+        return self.shaper.describe(self.velocity_policy, self.tracker.dynamics)
 
     def key(self) -> tuple[int, str, float] | None:
         """The key steered to: the fixed one (confidence 1.0), else the tracker's estimate."""

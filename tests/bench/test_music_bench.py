@@ -10,6 +10,8 @@ from pathlib import Path
 import mido
 import pytest
 
+from perform.tokens import Note
+
 REPO = Path(__file__).resolve().parents[2]
 MODEL = REPO / "models" / "default.onnx"
 
@@ -22,11 +24,11 @@ def load_bench():
     return module
 
 
-def write_piece(path, pitches):
+def write_piece(path, pitches, velocity=80):
     """Quarter notes at 120 bpm, four to a bar."""
     track = mido.MidiTrack()
     for p in pitches:
-        track.append(mido.Message("note_on", note=p, velocity=80, time=0))
+        track.append(mido.Message("note_on", note=p, velocity=velocity, time=0))
         track.append(mido.Message("note_off", note=p, velocity=0, time=480))
     mid = mido.MidiFile(ticks_per_beat=480)
     mid.tracks.append(track)
@@ -113,3 +115,28 @@ def test_bench_rejects_a_bad_steering_setting(capsys):
     assert bench.main(["--key", "H major", "--json"]) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: steer.key = 'H major' is not a key") and "Traceback" not in err
+
+
+def test_velocity_correlation_is_1_for_answers_that_follow_0_for_constant_ones():
+    bench = load_bench()
+    primes = [[Note(0, 60, 4, v), Note(4, 62, 4, v + 10)] for v in (30, 60, 90, 110)]
+    following = [[Note(0, 60, 4, v + 5)] for v in (30, 60, 90, 110)]
+    assert bench.velocity_correlation(primes, following) == pytest.approx(1.0)
+    assert bench.velocity_correlation(primes, [[Note(0, 60, 4, 72)]] * 4) == 0.0     # today's answers
+    assert bench.velocity_correlation([primes[0]] * 4, following) is None             # nothing to follow
+    assert bench.velocity_correlation(primes[:2], following[:2]) is None              # too few pairs
+
+
+@pytest.mark.skipif(not MODEL.is_file(), reason="models/default.onnx is not there")
+def test_bench_answers_at_the_primes_dynamics_with_the_velocity_policy(tmp_path, capsys):
+    bench = load_bench()
+    folder = tmp_path / "dyn"
+    folder.mkdir()
+    for i, velocity in enumerate((30, 60, 90, 120)):
+        write_piece(folder / f"p{i}.mid", [60, 64, 67, 72, 62, 65, 69, 71] * 2, velocity)
+    argv = ["--sections", "primed", "--n", "4", "--prime-bars", "2", "--continue-bars", "1"]
+    heard = run_bench(bench, tmp_path, folder, capsys, *argv)
+    assert heard["model"]["velocity_policy"] == "player"          # the chorale model: one bin
+    assert heard["primed"]["model"]["velocity_correlation"] > 0.95
+    own = run_bench(bench, tmp_path, folder, capsys, *argv, "--velocity", "model")
+    assert own["primed"]["model"]["velocity_correlation"] == 0.0
