@@ -59,7 +59,7 @@ class ClockConfig:
 class SamplingConfig:
     """How the next token is drawn from the model's logits. seed -1 draws a fresh seed."""
 
-    temperature: float = 1.0
+    temperature: float = 0.8          # the shipped model: its pitch-class entropy then matches its corpus
     top_k: int = 0
     top_p: float = 0.95
     seed: int = -1
