@@ -19,10 +19,31 @@ from perform.sampling import Sampler
 from perform.tokens import BOS, EOS, TokenReader, Vocab
 from train.model import JamLSTM
 
-# Largest max |logit difference| accepted per precision. fp32 is the issue's bound; the others are
-# lossy on purpose and are held to "the same music": a bound well under a sampling temperature's
-# effect (a logit off by 0.1 changes a probability by ~10%).
-TOLERANCE = {"fp32": 1e-4, "fp16": 5e-2, "int8": 0.5}
+# fp32 must reproduce torch: the largest |logit difference| at most 1e-4. The lossy precisions are
+# held to "the same music", judged on the next-token distributions rather than on single logits:
+# dynamic int8 rounds each weight row to 256 levels, so its error grows with the logits' size, and a
+# sharp model's unlikely tokens (logit -30 or -31: probability ~0 either way) can differ by more
+# than 0.5 while the distributions agree. Lossy: mean KL at most KL_TOLERANCE nats and the same most
+# likely token on at least MIN_ARGMAX_AGREEMENT of the steps.
+TOLERANCE = {"fp32": 1e-4}
+KL_TOLERANCE = {"fp16": 1e-3, "int8": 5e-3}
+MIN_ARGMAX_AGREEMENT = 0.98
+
+
+def parity_failure(precision: str, report: "ParityReport") -> str | None:
+    """Why `report` fails the self-check for `precision`, or None when it passes."""
+    if precision in TOLERANCE:
+        if report.max_abs_logit_diff > TOLERANCE[precision]:
+            return (f"onnxruntime's logits differ from torch's by up to {report.max_abs_logit_diff:.3g}"
+                    f" (tolerance {TOLERANCE[precision]:g} for {precision})")
+        return None
+    if report.mean_kl_nats > KL_TOLERANCE[precision]:
+        return (f"the next-token distributions differ from torch's by a mean KL of "
+                f"{report.mean_kl_nats:.3g} nats (tolerance {KL_TOLERANCE[precision]:g} for {precision})")
+    if report.argmax_agreement < MIN_ARGMAX_AGREEMENT:
+        return (f"the most likely token agrees with torch's on only {report.argmax_agreement:.1%} of "
+                f"the steps (at least {MIN_ARGMAX_AGREEMENT:.0%} needed for {precision})")
+    return None
 
 
 @dataclass(frozen=True)
