@@ -150,6 +150,8 @@ class ControlsConfig:
     cc_density: int = 25
     cc_register_follow: int = 26
     cc_velocity: int = 27           # 0: the configured [steer] velocity policy; 1..127: fixed at it
+    cc_pitch_temperature: int = 28  # 0..127 -> 0.25..4 (64: 1)
+    cc_rhythm_temperature: int = 29
 
     def __post_init__(self) -> None:
         for f in dataclasses.fields(self):

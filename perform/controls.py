@@ -8,6 +8,8 @@
     key strength 0..127 -> 0..1 (linear), set on the generator's steering (perform.steer)
     density      0..127 -> -1..1, 64 exactly 0 (neutral)
     register     0..127 -> 0..1 register follow
+    velocity     0 -> the configured [steer] velocity policy, 1..127 -> every note at that velocity
+    pitch / rhythm temperature  0..127 -> 0.25..4 (log scale), 64 exactly 1
     velocity     0: the [steer] velocity policy configured; 1..127: every answer note at that velocity
 A CC number of -1 turns a control off.
 """
@@ -44,8 +46,15 @@ def density_from_cc(value: int) -> float:
     return max(-1.0, min(1.0, (value - 64) / 63.0))
 
 
+def aspect_temperature_from_cc(value: int) -> float:
+    """0..127 -> 0.25..4.0 on a log scale, the centre 64 exactly 1 (neutral)."""
+    return 4.0 ** max(-1.0, min(1.0, (value - 64) / 63.0))
+
+
 STEER_CONTROLS = {"key_strength": unit_from_cc, "density": density_from_cc,
-                  "register_follow": unit_from_cc}
+                  "register_follow": unit_from_cc,
+                  "pitch_temperature": aspect_temperature_from_cc,
+                  "rhythm_temperature": aspect_temperature_from_cc}
 
 
 class Controls:
@@ -62,7 +71,9 @@ class Controls:
         actions = {c.cc_temperature: "temperature", c.cc_mode: "mode", c.cc_mute: "mute",
                    c.cc_answer_bars: "answer_bars", c.cc_panic: "panic",
                    c.cc_key_strength: "key_strength", c.cc_density: "density",
-                   c.cc_register_follow: "register_follow", c.cc_velocity: "velocity"}
+                   c.cc_register_follow: "register_follow", c.cc_velocity: "velocity",
+                   c.cc_pitch_temperature: "pitch_temperature",
+                   c.cc_rhythm_temperature: "rhythm_temperature"}
         self.by_cc = {cc: name for cc, name in actions.items() if cc >= 0}
 
     def handles(self, control: int) -> bool:

@@ -271,3 +271,17 @@ def test_steering_ccs_change_the_settings_live():
     controls.apply(24, 0)
     controls.apply(26, 0)
     assert gen.steering.neutral
+
+
+def test_pitch_and_rhythm_temperature_ccs_span_a_quarter_to_four_times():
+    gen = generator()
+    controls = Controls(Config(), gen)
+    controls.apply(28, 127)
+    controls.apply(29, 0)
+    s = gen.steering.settings
+    assert (s.pitch_temperature, s.rhythm_temperature) == (4.0, 0.25)
+    controls.apply(28, 64)
+    controls.apply(29, 64)
+    assert gen.steering.neutral                     # the centre is exactly neutral again
+    controls.apply(28, 96)
+    assert 1.0 < gen.steering.settings.pitch_temperature < 4.0
