@@ -1,6 +1,6 @@
 """Score a checkpoint on music it never saw (no augmentation).
 
-    python -m train evaluate CHECKPOINT PATH ... [--json]
+    python -m train evaluate CHECKPOINT PATH ... [--json] [--as-heard]
 
 Prints NLL per token (nats), perplexity, next-token accuracy and the number of tokens scored, with
 the checkpoint's own training metrics beside them (`--json`: one JSON object).
@@ -112,12 +112,29 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
     p.add_argument("--no-cache", action="store_true", help="read the MIDI files afresh")
     p.add_argument("--threads", type=int, help="CPU threads for torch (default: torch's choice)")
+    p.add_argument("--as-heard", action="store_true",
+                   help="map each velocity to the nearest bin the model was trained on, as perform "
+                        "feeds a player's notes")
     return p
 
 
+def as_heard(ids: np.ndarray, vocab: Vocab, trained_bins: Sequence[int]) -> np.ndarray:
+    """`ids` with each VEL token moved to the nearest trained bin (ties: the softer), as
+    perform.generator feeds a player's velocities; unchanged when `trained_bins` is empty."""
+    if not trained_bins:
+        return ids
+    bins = np.asarray(sorted(trained_bins))
+    out = ids.copy()
+    vel = (out >= vocab.vel_base) & (out < vocab.size)
+    wanted = out[vel] - vocab.vel_base
+    out[vel] = vocab.vel_base + bins[np.abs(wanted[:, None] - bins[None, :]).argmin(axis=1)]
+    return out
+
+
 def evaluate(checkpoint: str | Path, paths: Sequence[str | Path], *, device: str = "auto",
-             use_cache: bool = True) -> dict:
-    """Score `checkpoint` on the songs under `paths`. Raises CheckpointError / CorpusError."""
+             use_cache: bool = True, heard: bool = False) -> dict:
+    """Score `checkpoint` on the songs under `paths` (`heard`: velocities as perform feeds them).
+    Raises CheckpointError / CorpusError."""
     from .corpus import load_corpus
     data = load_checkpoint(checkpoint)
     model, vocab = model_from_checkpoint(data)
@@ -129,11 +146,15 @@ def evaluate(checkpoint: str | Path, paths: Sequence[str | Path], *, device: str
     songs = [s.ids for s in corpus.songs if len(s.ids) >= 2]
     if not songs:
         raise CorpusError(f"no notes found in {list(map(str, paths))}; nothing to score")
+    bins = (data.get("corpus") or {}).get("velocity_bins") or []
+    if heard:
+        songs = [as_heard(ids, vocab, bins) for ids in songs]
     dev = torch.device("cuda" if device == "auto" and torch.cuda.is_available() else
                        ("cpu" if device == "auto" else device))
     seq_len = int((data.get("config") or {}).get("train", {}).get("seq_len", 256))
     result = score_songs(model.to(dev), songs, seq_len=seq_len, device=dev, vocab=vocab)
     result.update({"songs": len(songs), "skipped": [list(s) for s in corpus.skipped],
+                   "as_heard": heard, "velocity_bins": bins,
                    "checkpoint": str(checkpoint), "train_metrics": data.get("metrics", {})})
     return result
 
@@ -143,7 +164,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     try:
-        result = evaluate(args.checkpoint, args.paths, device=args.device, use_cache=not args.no_cache)
+        result = evaluate(args.checkpoint, args.paths, device=args.device, use_cache=not args.no_cache,
+                          heard=args.as_heard)
     except JamError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

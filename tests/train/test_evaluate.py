@@ -16,7 +16,7 @@ TINY = ["--set", "train.embed_dim=16", "--set", "train.hidden_size=32", "--set",
         "--quiet", "--threads", "1"]
 
 
-def write_scale(path, tonic, steps, beats=24):
+def write_scale(path, tonic, steps, beats=24, velocity=80):
     """One note per beat walking a scale pattern (`steps` = semitone offsets), chords every 4."""
     mid = mido.MidiFile(ticks_per_beat=96)
     track = mido.MidiTrack()
@@ -24,7 +24,7 @@ def write_scale(path, tonic, steps, beats=24):
     for beat in range(beats):
         chord = [tonic + steps[beat % len(steps)]] + ([tonic - 12, tonic - 5] if beat % 4 == 0 else [])
         for i, pitch in enumerate(chord):
-            track.append(mido.Message("note_on", note=pitch, velocity=80, time=0))
+            track.append(mido.Message("note_on", note=pitch, velocity=velocity, time=0))
         for i, pitch in enumerate(chord):
             track.append(mido.Message("note_off", note=pitch, time=96 if i == 0 else 0))
     mid.save(path)
@@ -74,3 +74,19 @@ def test_missing_torn_checkpoint_and_bad_paths_exit_2(trained, capsys):
     assert evaluate_main([str(checkpoint), str(root / "no-such-folder")]) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: ") and "no-such-folder" in err
+
+
+def test_as_heard_scores_a_players_dynamics_as_perform_feeds_them(trained, capsys):
+    checkpoint, unseen, root = trained
+    loud = root / "loud"
+    loud.mkdir(exist_ok=True)
+    for i, tonic in enumerate([61, 66]):                  # the unseen music, played at 120 and 30
+        write_scale(loud / f"l{i}.mid", tonic, [12, 11, 9, 7, 5, 4, 2, 0], beats=40,
+                    velocity=(120, 30)[i])
+    scores = {}
+    for name, folder, extra in [("plain", unseen, []), ("raw", loud, []), ("heard", loud, ["--as-heard"])]:
+        assert evaluate_main([str(checkpoint), str(folder), "--json", "--no-cache", *extra]) == 0
+        scores[name] = json.loads(capsys.readouterr().out)
+    assert scores["heard"]["velocity_bins"] == [4]                   # the training songs' one bin
+    assert scores["raw"]["nll_vel"] > 5 * scores["plain"]["nll_vel"] + 1    # tokens it never saw
+    assert scores["heard"]["nll"] == pytest.approx(scores["plain"]["nll"], rel=1e-6)
