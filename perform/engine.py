@@ -14,6 +14,8 @@ for a provider list naming nothing this onnxruntime has.
 
 from __future__ import annotations
 
+import ctypes
+import sys
 from pathlib import Path
 from typing import Sequence
 
@@ -33,7 +35,7 @@ _DEVICE_OF = {CUDA: "cuda"}  # providers whose state is kept on their device wit
 
 class Engine:
     """A loaded model. Attributes: vocab, metadata (decoded metadata_props), provider (in use),
-    fallback (why a preferred provider was not used, or None), path."""
+    fallback (one line: why a preferred provider was not used, or None), path."""
 
     def __init__(self, path: str | Path, providers: Sequence[str] = DEFAULT_PROVIDERS,
                  warmup: bool = True, *, threads: int = 1) -> None:
@@ -74,7 +76,7 @@ class Engine:
         precision = self.metadata.get("precision", "fp32")
         text = (f"{self.path.name}: {args['num_layers']}x{args['hidden_size']} LSTM, "
                 f"{self.vocab.size} tokens, {precision}, on {self.provider}")
-        return text + (f" ({self.fallback})" if self.fallback else "")
+        return text + (f"; {self.fallback}" if self.fallback else "")
 
 
 def choose_providers(requested: Sequence[str], available: Sequence[str]) -> list[str]:
@@ -113,7 +115,9 @@ def _create_session(data: bytes, providers: list[str], path: Path,
     """An InferenceSession on the first provider that starts. Returns it and a fallback note."""
     gpu = any(p != CPU for p in providers)
     if gpu:
-        ort.set_default_logger_severity(4)      # a failed CUDA start is reported by us, in one line
+        # A failed CUDA start makes onnxruntime's default logger print a coloured ERROR and WARNING
+        # (severity 3 and 2) to stderr; 4 (FATAL) keeps them back, and we say why in one line.
+        ort.set_default_logger_severity(4)
     try:
         session = ort.InferenceSession(data, _session_options(threads), providers=providers)
         error = None
@@ -134,9 +138,35 @@ def _create_session(data: bytes, providers: list[str], path: Path,
     in_use = session.get_providers()[0]
     fallback = None
     if in_use != providers[0]:
-        fallback = (f"{providers[0]} could not start, using {in_use}: onnxruntime needs a GPU and the "
-                    "CUDA/cuDNN libraries it was built for")
+        fallback = (f"{providers[0]} unavailable ({why_provider_failed(providers[0])}); using {in_use}. "
+                    'See README "Using a GPU".')
     return session, fallback
+
+
+def why_provider_failed(provider: str) -> str:
+    """A short reason why onnxruntime could not start `provider`, found again by loading its shared
+    library ourselves (onnxruntime only logs the reason): the loader's message naming the first
+    missing library, e.g. 'libcudnn.so.9: cannot open shared object file', when there is one."""
+    if provider != CUDA:
+        return "onnxruntime could not start it"
+    libraries = sorted((Path(ort.__file__).parent / "capi").glob("*onnxruntime_providers_cuda.*"))
+    if not libraries:
+        return "this onnxruntime has no CUDA provider library; install onnxruntime-gpu"
+    error = _load_error(str(libraries[0]))
+    if error is None and sys.platform.startswith("linux"):
+        driver = _load_error("libcuda.so.1")
+        error = driver and f"no NVIDIA driver: {driver}"
+    return error or "its libraries load, but no usable GPU was found (does nvidia-smi list one?)"
+
+
+def _load_error(library: str) -> str | None:
+    """What the dynamic loader says when `library` will not load, in one line, or None."""
+    try:
+        ctypes.CDLL(library)
+    except OSError as err:
+        text = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        return text.removesuffix(": No such file or directory")[:200]
+    return None
 
 
 def _first_line(err: BaseException | None) -> str:
