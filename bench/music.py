@@ -116,6 +116,9 @@ def parse_args(argv, sampling) -> argparse.Namespace:
     st.add_argument("--rhythm-temperature", type=float, default=1.0)
     st.add_argument("--key-half-life-beats", type=float, default=8.0)
     st.add_argument("--velocity", default="auto", help='auto, model, player or "fixed N"')
+    p.add_argument("--raw-velocities", action="store_true",
+                   help="feed the primes' velocities as they are, not as the nearest velocity bin "
+                        "the model was trained on (what perform does): to measure what that mapping buys")
     args = p.parse_args(argv)
     args.steer = SteerConfig(args.key_strength, args.key, args.register_follow, args.density,
                              args.pitch_temperature, args.rhythm_temperature, args.key_half_life_beats,
@@ -412,6 +415,8 @@ def run(args) -> dict:
     steps_per_bar = load_config().perform.beats_per_bar * vocab.steps_per_beat
     generator = Generator(engine, Sampler(args.temperature, args.top_k, args.top_p, args.seed),
                           steering=Steerer(args.steer, vocab))
+    if args.raw_velocities:
+        generator._trained_bin = vocab.velocity_bin
     result = {"model": {
         "path": str(args.model), "checkpoint": str(args.checkpoint) if args.checkpoint else None,
         "precision": meta.get("precision", "fp32"), "corpus": (meta.get("corpus") or {}).get("name"),
