@@ -5,12 +5,15 @@
 
 Figures:
 - loopback: port-to-port latency of the JACK ports alone (send on one port, stamp on another).
-- output timing: the instrument (`perform --mode solo`, a subprocess) plays on a port we read; each
-  note-on's arrival minus its tick's deadline t0 + k * period_s. Both processes stamp with
-  time.perf_counter (CLOCK_MONOTONIC on Linux, one clock for every process); when perform does not
-  report its t0, the grid's phase is fitted so the earliest note has the loopback's least latency.
+- output timing: the instrument (`perform --mode solo --record`, a subprocess) plays on a port we
+  read; each note-on's arrival minus the deadline t0_s + k * period_s of its step k, with the grid
+  origin t0_s that perform reports (--stats-json) and k from its recording (the n-th note-on that
+  arrived is the n-th it played). Both processes stamp with time.perf_counter (CLOCK_MONOTONIC on
+  Linux, one clock for every process), so a constant lateness shows, and nothing is wrapped into
+  a step: a note a whole step late reads as 62.5 ms at 240 bpm.
   `beyond_loopback_p99_ms` = output p99 - loopback p99 (goal <= 1 ms).
-- drift: median error over the last minute minus over the first, in ms and ticks (goal 0 ticks).
+- drift: median error over the last minute minus over the first, in ms and ticks (goal 0 ticks);
+  a step lost on the way reads as one tick.
 - answer compute: in call mode, a phrase is played in; the time perform reports from the tick
   where the pause is recognised to the first answer note being scheduled (goal <= 5 ms).
 - cpu: the perform process's CPU time over the playing window / wall time (/proc/PID/stat).
@@ -190,21 +193,14 @@ class Instrument:
             self.stats_path.unlink(missing_ok=True)
 
 
-def grid_errors(arrivals_s: list[float], period_s: float, t0_s: float | None,
-                least_latency_s: float) -> tuple[list[float], float]:
-    """Each arrival minus the deadline of its tick (from -period/4 to 3 period/4: lateness up to
-    three quarters of a step is told apart from earliness); and t0_s, given or fitted.
-
-    Fitted: the grid's phase is put where the 1st percentile of the arrivals' phases has the
-    loopback's least latency (a percentile, not the minimum, so a rare note later than half a step,
-    which wraps round to look early, cannot shift the grid)."""
-    if t0_s is None:
-        ref = arrivals_s[0]
-        rel = sorted(_wrap(a - ref, period_s, 0.5) for a in arrivals_s)  # phases around the first
-        centre = statistics.median(rel)
-        rel = sorted(_wrap(r - centre, period_s, 0.5) + centre for r in rel)
-        t0_s = ref + rel[int(0.01 * len(rel))] - least_latency_s
-    return [_wrap(a - t0_s, period_s, 0.25) for a in arrivals_s], t0_s
+def grid_errors(arrivals_s: list[float], period_s: float, t0_s: float,
+                steps: list[int] | None = None) -> list[float]:
+    """Each arrival minus the deadline t0_s + step * period_s of its step. With `steps` (the step
+    of each arrival, in order) that is exact, however late; without, the nearest step from a quarter
+    step early to three quarters late is taken, so a note a whole step late reads as on time."""
+    if steps is not None:
+        return [a - (t0_s + k * period_s) for a, k in zip(arrivals_s, steps)]
+    return [_wrap(a - t0_s, period_s, 0.25) for a in arrivals_s]
 
 
 def _wrap(x_s: float, period_s: float, early_fraction: float) -> float:
@@ -212,26 +208,77 @@ def _wrap(x_s: float, period_s: float, early_fraction: float) -> float:
     return (x_s + early_fraction * period_s) % period_s - early_fraction * period_s
 
 
-def timing_figures(received, period_s: float, stats: dict, loop: dict) -> dict:
-    ons = [t for m, t in received if m.type == "note_on" and m.velocity > 0]
-    if len(ons) < 10:
-        return {"error": f"only {len(ons)} note-ons arrived"}
-    t0_s = stats.get("t0_s")
-    errors, t0_s = grid_errors(ons, period_s, t0_s, loop["min_ms"] / 1000.0)
-    out = {"t0": "reported by perform" if stats.get("t0_s") is not None else "fitted",
-           "notes": len(ons), **{f"error_{k}": v for k, v in percentiles_ms(errors).items() if k != "n"}}
-    out["beyond_loopback_p99_ms"] = out["error_p99_ms"] - loop["p99_ms"]
-    span_s = ons[-1] - ons[0]
-    window_s = min(60.0, span_s / 3)
-    first = [e for a, e in zip(ons, errors) if a - ons[0] <= window_s]
-    last = [e for a, e in zip(ons, errors) if ons[-1] - a <= window_s]
-    drift_s = statistics.median(last) - statistics.median(first)
-    out.update({"span_s": span_s, "drift_ms": 1000.0 * drift_s, "drift_ticks": round(drift_s / period_s)})
+def recorded_note_steps(path: Path, steps_per_beat: int) -> list[int] | None:
+    """The step of each note-on perform played, in the order it sent them: the "instrument" track
+    of its --record file (None when there is none)."""
+    try:
+        mid = mido.MidiFile(path)
+    except (OSError, ValueError, EOFError):
+        return None
+    for track in mid.tracks:
+        if any(m.type == "track_name" and m.name == "instrument" for m in track):
+            ticks, steps = 0, []
+            for msg in track:
+                ticks += msg.time
+                if msg.type == "note_on" and msg.velocity > 0:
+                    steps.append(round(ticks * steps_per_beat / mid.ticks_per_beat))
+            return steps
+    return None
+
+
+def pulse_errors(received, period_s: float, t0_s: float, steps_per_beat: int) -> list[tuple[float, float]]:
+    """(arrival, error) of each MIDI clock pulse after the first 'start' (perform --send-clock):
+    pulse n is due at t0_s + n * period_s * steps_per_beat / 24; counted, so a lost step shows."""
+    pulse_s, out, n = period_s * steps_per_beat / 24, [], None
+    for msg, t_s in received:
+        if msg.type == "start" and n is None:
+            n = 0
+        elif msg.type == "clock" and n is not None:
+            out.append((t_s, t_s - (t0_s + n * pulse_s)))
+            n += 1
     return out
 
 
-def run_solo(model: Path, minutes: float, bpm: float, steps_per_beat: int, loop: dict) -> dict:
-    inst = Instrument(model, "solo", bpm)
+def drift(times_s: list[float], errors_s: list[float], period_s: float) -> dict:
+    """Median error over the last minute (a third of the run when shorter) minus over the first."""
+    span_s = times_s[-1] - times_s[0]
+    window_s = min(60.0, span_s / 3)
+    first = [e for t, e in zip(times_s, errors_s) if t - times_s[0] <= window_s]
+    last = [e for t, e in zip(times_s, errors_s) if times_s[-1] - t <= window_s]
+    drift_s = statistics.median(last) - statistics.median(first)
+    return {"span_s": span_s, "drift_ms": 1000.0 * drift_s, "drift_ticks": round(drift_s / period_s)}
+
+
+def timing_figures(received, period_s: float, stats: dict, loop: dict,
+                   note_steps: list[int] | None = None, steps_per_beat: int = 4) -> dict:
+    """Output error against perform's grid (its reported t0_s) and drift. Each note-on's step comes
+    from `note_steps` (perform's recording) when as many arrived as it sent; drift is taken on the
+    clock pulses when perform sent them, else on the notes: only the first two count whole steps."""
+    ons = [t for m, t in received if m.type == "note_on" and m.velocity > 0]
+    if len(ons) < 10:
+        return {"error": f"only {len(ons)} note-ons arrived"}
+    if stats.get("t0_s") is None:
+        return {"error": f"perform reported no grid origin (t0_s): {stats}"}
+    paired = note_steps is not None and len(note_steps) == len(ons)
+    errors = grid_errors(ons, period_s, stats["t0_s"], note_steps if paired else None)
+    out = {"notes": len(ons), "steps_of_notes": "recorded" if paired else (
+               f"nearest (recorded {len(note_steps)} note-ons)" if note_steps is not None else "nearest"),
+           **{f"error_{k}": v for k, v in percentiles_ms(errors).items() if k != "n"}}
+    out["beyond_loopback_p99_ms"] = out["error_p99_ms"] - loop["p99_ms"]
+    pulses = pulse_errors(received, period_s, stats["t0_s"], steps_per_beat)
+    if len(pulses) >= 10:
+        out.update(drift([t for t, _ in pulses], [e for _, e in pulses], period_s), drift_of="clock pulses")
+    else:
+        out.update(drift(ons, errors, period_s),
+                   drift_of="recorded notes" if paired else "notes, nearest step: a whole step unseen")
+    return out
+
+
+def run_solo(model: Path, minutes: float, bpm: float, steps_per_beat: int, loop: dict,
+             tmp: Path) -> dict:
+    """perform --mode solo for `minutes`; it records (--record) the step of every note it plays."""
+    record = tmp / "solo.mid"
+    inst = Instrument(model, "solo", bpm, ["--record", str(record)])
     try:
         inst.wait_for_note()
         time.sleep(1.0)
@@ -244,7 +291,8 @@ def run_solo(model: Path, minutes: float, bpm: float, steps_per_beat: int, loop:
     finally:
         stats = inst.stop()
     period_s = 60.0 / (bpm * steps_per_beat)
-    figures = timing_figures(inst.received, period_s, stats, loop)
+    figures = timing_figures(inst.received, period_s, stats, loop,
+                             recorded_note_steps(record, steps_per_beat), steps_per_beat)
     if cpu0 is not None and cpu1 is not None:
         figures["cpu_percent_of_one_core"] = 100.0 * (cpu1 - cpu0) / (wall1 - wall0)
     figures["perform_stats"] = {k: stats.get(k) for k in (
@@ -298,7 +346,7 @@ def main(argv: list[str] | None = None) -> int:
                       "bpm": args.bpm, "model": str(args.model or "tiny untrained (16/32/1)"),
                       "loopback": loop}
             with SleepJitter() as jitter:
-                result["solo"] = run_solo(model, args.minutes, args.bpm, 4, loop)
+                result["solo"] = run_solo(model, args.minutes, args.bpm, 4, loop, Path(tmp))
             result["machine_during_solo"] = jitter.figures()
             result["call"] = run_call(model, args.bpm, args.phrases)
     print(json.dumps(result, indent=2) if args.json else _text(result))

@@ -10,10 +10,14 @@ pitch bends) is poured into the same input. Figures:
 
 - memory: perform's resident set (VmRSS) sampled every second; growth = median of the last ten
   samples minus median of the ten after the warm-up (goal < 5 MB).
-- drift: median grid error over the last minute minus over the first, in ms and ticks (goal 0).
+- drift: median error of perform's MIDI clock (--send-clock) over the last minute minus over the
+  first, in ms and ticks (goal 0): pulse n is due at the grid origin perform reports (t0_s) plus n
+  pulses, counted, so a step lost on the way reads as one tick. (Not from a --record pairing as in
+  bench/live.py: a recording grows for the whole run and would blur the memory figure.)
 - stuck notes: note-ons and note-offs counted on the receiving port; a pitch left on with no
   note-off (an all-notes-off does not count) is stuck (goal 0).
-- flood: grid error p99 of the notes that arrived during the flood vs. outside it, perform's own
+- flood: grid error p99 (to the nearest step of perform's reported grid) of the notes that arrived
+  during the flood vs. outside it, perform's own
   send lateness and step time, and the messages dropped (perform's input queue and rtmidi's).
 """
 
@@ -101,7 +105,7 @@ def player(port, bpm: float, stop: threading.Event) -> int:
 
 
 def soak(model: Path, minutes: float, bpm: float, flood_hz: float, flood_s: float, loop: dict) -> dict:
-    inst = live.Instrument(model, "duet", bpm)
+    inst = live.Instrument(model, "duet", bpm, ["--send-clock"])   # the pulses count the steps
     stop = threading.Event()
     played: list[int] = []
     thread = threading.Thread(target=lambda: played.append(player(shared, bpm, stop)), daemon=True)
@@ -140,6 +144,7 @@ def figures(inst, stats, rss, flood_window, flood_report, bpm, loop, played) -> 
     out = {"bpm": bpm, "player_notes": played[0] if played else 0}
     timing = live.timing_figures(inst.received, period_s, stats, loop)
     out["drift_ms"], out["drift_ticks"] = timing.get("drift_ms"), timing.get("drift_ticks")
+    out["drift_of"] = timing.get("drift_of")
     out["timing_all"] = {k: v for k, v in timing.items() if k.startswith("error_")}
     out.update(count_notes(inst.received))
     warm = [kb for t, kb in rss if t >= 15.0] or [kb for _, kb in rss]
@@ -147,8 +152,8 @@ def figures(inst, stats, rss, flood_window, flood_report, bpm, loop, played) -> 
         first, last = statistics.median(warm[:10]), statistics.median(warm[-10:])
         out["rss_mb"] = {"after_warmup": first / 1024, "end": last / 1024, "growth": (last - first) / 1024}
     ons = [t for m, t in inst.received if m.type == "note_on" and m.velocity > 0]
-    if ons and timing.get("error_p50_ms") is not None:
-        errors, _ = live.grid_errors(ons, period_s, stats.get("t0_s"), loop["min_ms"] / 1000.0)
+    if ons and timing.get("error_p50_ms") is not None:      # (so perform reported t0_s)
+        errors = live.grid_errors(ons, period_s, stats["t0_s"])
         lo, hi = flood_window
         during = [e for t, e in zip(ons, errors) if lo <= t <= hi]
         outside = [e for t, e in zip(ons, errors) if not lo - 1 <= t <= hi + 1]

@@ -109,6 +109,8 @@ def load_generator(cfg: Config):
     from .engine import Engine
     from .model_file import default_model_path
     engine = Engine(cfg.perform.model or default_model_path(), cfg.perform.providers)
+    if engine.fallback:
+        print(f"note: {engine.fallback}", file=sys.stderr)
     from .generator import Generator
     from .sampling import Sampler
     from .steer import Steerer
@@ -218,10 +220,12 @@ def play_live(args: argparse.Namespace, cfg: Config, generator, provider: str) -
         if args.seconds:
             max_ticks = int(args.seconds / period_s_from_bpm(cfg.clock.bpm, cfg.grid.steps_per_beat))
         stats = None
-        with _signals_stop(session):
+        with _signals_stop(session) as signals:
             try:
                 stats = live.run(session, max_ticks=max_ticks)
             finally:
+                signals.closing = True        # a signal now waits for the ports to close: on JACK
+                live.close()                  # that delivers the final note-offs
                 if args.stats_json:
                     Path(args.stats_json).write_text(json.dumps(stats or session.stats(), indent=1))
         if stats.get("input_dropped"):
@@ -250,14 +254,16 @@ def _announce(cfg: Config, output, inputs, provider: str) -> None:
 
 class _signals_stop:
     """SIGINT and SIGTERM ask the session to stop (it then silences its notes); a second signal
-    interrupts at once (the session still silences on the way out)."""
+    interrupts at once (the session still silences on the way out), except while the notes are
+    being silenced or (once `closing` is set) the ports closed: then it is ignored (that is short)."""
 
     def __init__(self, session) -> None:
         self.session = session
+        self.closing = False
         self.previous: dict[int, object] = {}
 
     def _handler(self, signum, frame) -> None:
-        if self.session.closing:
+        if self.session.closing or self.closing:
             return                      # already silencing: let it finish
         if self.session.stopping:
             raise KeyboardInterrupt

@@ -45,6 +45,7 @@ class LivePorts:
         self.watch: PortWatch | None = None
         self.session = None
         self._output_back = threading.Event()
+        self.closed = False
         self.output = ports.open_output(cfg.ports.output or None, api=self.api, virtual=cfg.ports.virtual)
         try:
             if not no_input:
@@ -90,7 +91,12 @@ class LivePorts:
         inputs = self.watched_inputs()
         if target is None and not inputs:
             return
-        lister = self._make_lister(self.api)
+        try:
+            lister = self._make_lister(self.api)
+        except PortError:
+            if self.session.stopping:   # a Ctrl-C interrupted JACK's reply: we stop anyway
+                return
+            raise
         self.watch = PortWatch(lister.list, target, inputs, on_lost=self._lost, on_back=self._back,
                                poll_s=self.poll_s, close_lister=lister.close).start()
 
@@ -138,12 +144,18 @@ class LivePorts:
         print(text, file=self.stderr, flush=True)
 
     def close(self) -> None:
-        """Stop watching; close every port (the output last: it drains a final panic)."""
-        if self.watch is not None:
-            self.watch.close()
-        for port in self.reopened + ([self.inputs] if self.inputs is not None else []):
-            _close_quietly(port)
-        self.output.close()
+        """Close the output first (on JACK it delivers the final note-offs: what matters most),
+        then stop watching and close the inputs. Again: nothing."""
+        if self.closed:
+            return
+        self.closed = True
+        try:
+            self.output.close()
+        finally:
+            if self.watch is not None:
+                self.watch.close()
+            for port in self.reopened + ([self.inputs] if self.inputs is not None else []):
+                _close_quietly(port)
 
 
 def _close_quietly(port) -> None:

@@ -106,13 +106,13 @@ class Session:
     def run(self, max_ticks: int | None = None, stop_event: threading.Event | None = None) -> dict:
         """Play until `max_ticks` ticks were processed (counted from the first run), `stop_event`
         or stop() is set, or an error. Every way out silences every sounding note, then sends
-        all-notes-off. Returns stats(). A later run() resumes at the current tick."""
+        all-notes-off. Returns stats(). A later run() resumes at the current tick; a stop()
+        asked before it (a Ctrl-C while the ports opened) ends it at once."""
         stop_event = stop_event or self._stop
         if self.tick == 0:
             self.clock.start()
         else:                               # resumed (e.g. after replace_output): from now on
             self.clock.anchor(self.tick, self.now())
-        self._stop.clear()
         self.closing = False
         if self.send_clock:
             self.scheduler.at(self.clock.deadline_s(0), mido.Message("start"), CLOCK)
@@ -164,9 +164,13 @@ class Session:
         self.closing = False
 
     def stats(self) -> dict:
+        """Figures for --stats-json. `t0_s`: the grid's origin in seconds of `now()` (live:
+        time.perf_counter, CLOCK_MONOTONIC on Linux, the clock another process stamps arrivals
+        with): tick n is due at t0_s + n * period_s (since the last tempo change or --sync lock)."""
         lateness = sorted(self.scheduler.lateness_s) or [0.0]
         pick = lambda q: 1000.0 * lateness[min(len(lateness) - 1, int(q * len(lateness)))]  # noqa: E731
         return {"ticks": self.tick, "late_ticks": self.clock.late_ticks, "answers": self.answers,
+                "t0_s": self.clock.deadline_s(0), "period_s": self.clock.period_s,
                 "step_p50_ms": self.step_latency.percentile_ms(50),
                 "step_p99_ms": self.step_latency.percentile_ms(99),
                 "send_lateness_p50_ms": pick(0.5), "send_lateness_p99_ms": pick(0.99),

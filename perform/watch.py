@@ -36,6 +36,7 @@ class PortWatch:
         self.gone: set[tuple[str, str]] = set()
         self.errors = 0
         self._close_lister = close_lister
+        self._lister_lock = threading.Lock()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="port watch", daemon=True)
 
@@ -58,15 +59,28 @@ class PortWatch:
                 self.on_back(kind, name)
 
     def _run(self) -> None:
-        while not self._stop.wait(self.poll_s):
-            try:
-                self.check()
-            except Exception:  # noqa: BLE001 - a failed listing (server busy) is retried next poll
-                self.errors += 1
+        try:
+            while not self._stop.wait(self.poll_s):
+                try:
+                    self.check()
+                except Exception:  # noqa: BLE001 - a failed listing (server busy) is retried next poll
+                    self.errors += 1
+        finally:
+            self._release_lister()
 
     def close(self) -> None:
+        """Stop polling (waiting up to 2 s for a listing under way). The lister is closed by the
+        thread that uses it: here when the thread has ended (or never ran), else by the thread as
+        it ends; never from under a listing stuck in a busy JACK server (closing a JACK client
+        there hung the exit)."""
         self._stop.set()
         if self._thread.is_alive() and self._thread is not threading.current_thread():
             self._thread.join(timeout=2.0)
-        if self._close_lister is not None:
-            self._close_lister()
+        if not self._thread.is_alive():
+            self._release_lister()
+
+    def _release_lister(self) -> None:
+        with self._lister_lock:
+            close, self._close_lister = self._close_lister, None
+        if close is not None:
+            close()

@@ -1,8 +1,9 @@
-"""Shared fixtures. `jack_server`: a JACK dummy server for the tests that go through real MIDI ports.
+"""Shared fixtures. `jack_server`: a JACK dummy server for the tests that go through real MIDI ports
+(--sync); `jack_server_async`: one in JACK's default mode, for the exit tests.
 
-One server per test session (starting one takes about a second), with a unique name exported as
-JACK_DEFAULT_SERVER to this process and to every subprocess it starts. Tests that use it are
-skipped, with the reason, where jackd is not installed.
+jack_server is one server per test session (starting one takes about a second), with a unique
+name exported as JACK_DEFAULT_SERVER to this process and to every subprocess it starts. Tests that
+use either are skipped, with the reason, where jackd is not installed.
 """
 
 from __future__ import annotations
@@ -29,6 +30,18 @@ def jack_server():
         yield server
 
 
+@pytest.fixture
+def jack_server_async():
+    """A JACK dummy server in JACK's default (asynchronous) mode, the one a user's server runs in:
+    a client that misses a cycle on a busy machine loses that cycle's MIDI. One per test (while it
+    runs it is JACK_DEFAULT_SERVER); don't use it beside jack_server in one test."""
+    reason = jack.jack_available()
+    if reason:
+        pytest.skip(reason)
+    with jack.JackServer(period_frames=JACK_PERIOD_FRAMES, sync=False) as server:
+        yield server
+
+
 @pytest.fixture(scope="session")
 def tiny_onnx(tmp_path_factory):
     """A tiny untrained model exported to .onnx (for the tests that run `perform` on real ports)."""
@@ -38,7 +51,7 @@ def tiny_onnx(tmp_path_factory):
 
 
 def pytest_collection_modifyitems(config, items):
-    """Tests that use jack_server carry the `jack` marker (`-m "not jack"` leaves them out)."""
+    """Tests that use a JACK server carry the `jack` marker (`-m "not jack"` leaves them out)."""
     for item in items:
-        if "jack_server" in getattr(item, "fixturenames", ()):
+        if {"jack_server", "jack_server_async"} & set(getattr(item, "fixturenames", ())):
             item.add_marker(pytest.mark.jack)

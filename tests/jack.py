@@ -34,10 +34,12 @@ def jack_available() -> str | None:
 
 
 class JackServer:
-    """`jackd --no-realtime -n NAME -d dummy -r RATE -p PERIOD`, started and stopped around a block."""
+    """`jackd --no-realtime [--sync] -n NAME -d dummy -r RATE -p PERIOD`, started and stopped around
+    a block. `sync=False` is JACK's default (asynchronous) mode, the one a user's server runs in."""
 
-    def __init__(self, period_frames: int = 128, rate_hz: int = 48000, ready_timeout_s: float = 15.0):
-        self.period_frames, self.rate_hz = period_frames, rate_hz
+    def __init__(self, period_frames: int = 128, rate_hz: int = 48000, ready_timeout_s: float = 15.0,
+                 sync: bool = True):
+        self.period_frames, self.rate_hz, self.sync = period_frames, rate_hz, sync
         self.ready_timeout_s = ready_timeout_s
         self.name = f"lstmjam-{os.getpid()}-{secrets.token_hex(3)}"
         self.proc: subprocess.Popen | None = None
@@ -59,11 +61,12 @@ class JackServer:
         for key, value in (("JACK_DEFAULT_SERVER", self.name), ("JACK_NO_START_SERVER", "1")):
             self._saved_env[key] = os.environ.get(key)
             os.environ[key] = value
-        # --sync: each cycle waits for every client. In the default (asynchronous) mode a client
-        # that misses its cycle on a loaded machine loses the MIDI events it wrote in it (seen: a
-        # MIDI clock pulse, a note-off); a real sound card's deadline does not apply to the dummy.
-        cmd = ["jackd", "--no-realtime", "--sync", "-n", self.name, "-d", "dummy",
-               "-r", str(self.rate_hz), "-p", str(self.period_frames)]
+        # --sync (the default here): each cycle waits for every client. In the default (asynchronous)
+        # mode a client that misses its cycle on a loaded machine loses the MIDI events it wrote in
+        # it (seen: a MIDI clock pulse, a note-off); a real sound card's deadline does not apply to
+        # the dummy. The timing tests want --sync; the exit tests run both.
+        cmd = ["jackd", "--no-realtime", *(["--sync"] if self.sync else []), "-n", self.name,
+               "-d", "dummy", "-r", str(self.rate_hz), "-p", str(self.period_frames)]
         self.proc = subprocess.Popen(cmd, stdout=self._log, stderr=subprocess.STDOUT,
                                      stdin=subprocess.DEVNULL, start_new_session=True)
         try:

@@ -60,20 +60,20 @@ class FakePort(BaseIOPort):
         return [(t, m.note) for t, m in self.sent if m.type == "note_on" and m.velocity > 0]
 
     def sounding_after(self) -> set[tuple[int, int]]:
-        """(channel, pitch) still on at the end (CC 123 silences a channel)."""
+        """(channel, pitch) still on at the end: only its note-off ends a note (see sounding)."""
         return sounding(m for _, m in self.sent)
 
 
 def sounding(messages) -> set[tuple[int, int]]:
-    """(channel, pitch) still on after replaying `messages`: note-off or all-notes-off ends it."""
+    """(channel, pitch) still on after replaying `messages`. Only a note-off (or a velocity-0
+    note-on) for that channel and pitch ends a note: all-notes-off (CC 123) does not, because many
+    synths ignore it, so every exit must send a note-off for every note it left sounding."""
     on: set[tuple[int, int]] = set()
     for m in messages:
         if m.type == "note_on" and m.velocity > 0:
             on.add((m.channel, m.note))
         elif m.type in ("note_on", "note_off"):
             on.discard((m.channel, m.note))
-        elif m.type == "control_change" and m.control == 123:
-            on = {k for k in on if k[0] != m.channel}
     return on
 
 

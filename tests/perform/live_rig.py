@@ -8,6 +8,7 @@ Used by test_live_jack.py and test_reliability_jack.py (they need the jack_serve
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -86,6 +87,11 @@ class Rig:
         except OSError:
             return "(no stats)"
 
+    def t0_s(self) -> float:
+        """perform's grid origin (tick n is due at t0_s + n * its period), on the time.perf_counter
+        clock our arrival stamps use; reported in --stats-json on exit, so only after stop()."""
+        return json.loads(self.stats_path.read_text())["t0_s"]
+
     def collect(self) -> list[tuple[mido.Message, float]]:
         self.received += self.queue.drain()
         return self.received
@@ -123,6 +129,12 @@ class Rig:
             self.reader.close()
             self.player.close()
         return self.proc.returncode, "".join(self.stderr)
+
+
+def grid_errors_s(times_s: list[float], t0_s: float, period_s: float = PERIOD_S) -> list[float]:
+    """Each time minus the nearest tick of the grid t0_s + n * period_s (perform's reported grid:
+    a constant lateness shows, where a phase fitted to the times would hide it)."""
+    return [((t - t0_s + period_s / 2) % period_s) - period_s / 2 for t in times_s]
 
 
 def sounding(received) -> set[tuple[int, int]]:

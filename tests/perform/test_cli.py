@@ -178,6 +178,24 @@ def test_a_signal_stops_the_jam_and_silences_every_note(signum, fake_model, fake
     assert sent[-1].type == "control_change" and sent[-1].control == 123
 
 
+def test_a_second_signal_while_the_output_closes_does_not_cut_the_close_short(
+        monkeypatch, fake_model, fake_ports):
+    """Closing a JACK output delivers the final note-offs (perform.port_io): a second Ctrl-C then
+    must not interrupt it."""
+    closed = []
+
+    def close_slowly(port):
+        os.kill(os.getpid(), signal.SIGINT)
+        time.sleep(0.1)
+        closed.append(port)
+    monkeypatch.setattr(LivePort, "_close", close_slowly)
+    timer = threading.Timer(0.3, lambda: os.kill(os.getpid(), signal.SIGINT))
+    timer.start()
+    rc = cli.main(["--port", "x", "--mode", "solo", "--bpm", "300", "--quiet"])
+    timer.join()
+    assert rc == 0 and closed == [fake_ports["out"]]
+
+
 def test_output_port_failing_mid_jam_exits_2_with_a_message(capsys, fake_model, fake_ports):
     fake_ports["fail_after"] = 3
     rc = cli.main(["--port", "x", "--mode", "solo", "--bpm", "400", "--seconds", "2", "--quiet"])

@@ -1,8 +1,8 @@
 """End to end through real MIDI ports on a JACK dummy server: `perform` runs as a subprocess, a
 virtual port plays a phrase into it, and its answer is read back on another virtual port.
 
-Timing tolerance: 80% of the note-ons fall within GRID_TOLERANCE_S (5 ms) of a grid of period_s, and
-every one within MAX_ERROR_S (20 ms, a third of a step at 240 bpm: never on a wrong step). On an idle
+Timing tolerance: 80% of the note-ons fall within GRID_TOLERANCE_S (5 ms) of perform's grid (the
+origin t0_s it reports, every period_s), and every one within MAX_ERROR_S. On an idle
 machine all fall within 2-5 ms; the JACK ports alone add 0.1-3 ms (128-frame period), and on a
 machine shared with other test runs (load 6 on 2 cores) a wake-up now and then comes several ms
 late. bench/live.py measures the distribution.
@@ -22,7 +22,7 @@ import pytest
 from perform import ports
 from perform.midiclock import ClockSender, MidiClockFollower
 
-from live_rig import PERFORM, Rig, sounding
+from live_rig import PERFORM, Rig, grid_errors_s, sounding
 
 BPM = 240.0
 PERIOD_S = 60.0 / (BPM * 4)          # 62.5 ms a step
@@ -30,16 +30,8 @@ PAUSE_S = 2 * 60.0 / BPM             # answer_pause_beats = 2 -> 0.5 s
 ANSWER_S = 16 * PERIOD_S             # answer_bars = 1 -> 16 steps = 1 s
 RING_S = 32 * PERIOD_S               # a note may last up to max_dur_steps (32) past the answer
 GRID_TOLERANCE_S = 0.005
+EXITS_ASYNC = 10
 MAX_ERROR_S = 0.030                 # sanity bound, under half a step (31 ms), for a loaded 2-core CI machine; goals: bench/live.py
-
-
-def grid_errors_s(times_s: list[float]) -> list[float]:
-    """Distance of each time from a grid of PERIOD_S, its phase the median phase of the times."""
-    phases = [t % PERIOD_S for t in times_s]
-    ref = times_s[0] % PERIOD_S
-    phase = (ref + statistics.median(((p - ref + PERIOD_S / 2) % PERIOD_S) - PERIOD_S / 2
-                                     for p in phases)) % PERIOD_S
-    return [((t - phase + PERIOD_S / 2) % PERIOD_S) - PERIOD_S / 2 for t in times_s]
 
 
 def test_call_mode_answers_after_the_pause_on_the_grid_and_yields_to_the_player(jack_server, tiny_onnx,
@@ -54,10 +46,6 @@ def test_call_mode_answers_after_the_pause_on_the_grid_and_yields_to_the_player(
         assert answer, f"no answer came; perform's stats: {rig.stats()}"
         assert answer[0] >= released_s + PAUSE_S - GRID_TOLERANCE_S
         assert answer[-1] <= released_s + PAUSE_S + ANSWER_S + PERIOD_S + GRID_TOLERANCE_S
-        errors = grid_errors_s(answer)
-        shown = f"|errors| in ms, sorted: {sorted(round(abs(e) * 1000, 1) for e in errors)}"
-        assert sum(abs(e) <= GRID_TOLERANCE_S for e in errors) >= 0.8 * len(errors), shown
-        assert max(abs(e) for e in errors) <= MAX_ERROR_S, shown
         time.sleep(RING_S)
         assert sounding(rig.collect()) == set(), "the answer ended with notes still on"
 
@@ -75,6 +63,10 @@ def test_call_mode_answers_after_the_pause_on_the_grid_and_yields_to_the_player(
     finally:
         code, err = rig.stop()
     assert code == 0 and "Traceback" not in err, err
+    errors = grid_errors_s(answer, rig.t0_s())        # the first answer's notes, on perform's grid
+    shown = f"errors in ms, sorted: {sorted(round(e * 1000, 1) for e in errors)}"
+    assert sum(abs(e) <= GRID_TOLERANCE_S for e in errors) >= 0.8 * len(errors), shown
+    assert max(abs(e) for e in errors) <= MAX_ERROR_S, shown
 
 
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
@@ -94,6 +86,34 @@ def test_a_signal_in_the_middle_of_a_note_leaves_no_note_on(jack_server, tiny_on
     assert any(m.type == "control_change" and m.control == 123 for m, _ in rig.received)
 
 
+@pytest.mark.slow
+def test_no_exit_leaves_a_note_on_through_jack_in_its_default_asynchronous_mode(
+        jack_server_async, tiny_onnx, tmp_path):
+    """JACK's default mode drops the MIDI of a cycle that a client misses on a busy machine, a
+    note-off in the middle of the jam too (bench/exits.py: 4 notes left on in 100 exits). Ten
+    exits, SIGINT and SIGTERM in turn: every note that arrived got its note-off (all-notes-off does
+    not count), and after perform's panic every pitch it played got a note-off once more, so a
+    note-off dropped earlier cannot leave a note on even in a run where JACK happened to drop none."""
+    left_on, not_ended_again = [], []
+    for i in range(EXITS_ASYNC):
+        rig = Rig(tiny_onnx, tmp_path / f"stats{i}.json", "--mode", "solo", "--seed", str(10 + i))
+        try:
+            time.sleep(2.0 + 0.1 * i)
+        finally:
+            code, err = rig.stop(signal.SIGINT if i % 2 == 0 else signal.SIGTERM)
+        assert code == 0 and "Traceback" not in err, err
+        heard = [m for m, _ in rig.received]
+        played = {(m.channel, m.note) for m in heard if m.type == "note_on" and m.velocity > 0}
+        assert played, "perform played nothing"
+        panic = next((k for k, m in enumerate(heard) if m.type == "control_change" and m.control == 123),
+                     len(heard))
+        ended_again = {(m.channel, m.note) for m in heard[panic:] if m.type == "note_off"}
+        left_on += [(i, note) for note in sorted(sounding(rig.received))]
+        not_ended_again += [(i, note) for note in sorted(played - ended_again)]
+    assert left_on == [], "(run, (channel, pitch)) left on"
+    assert not_ended_again == [], "(run, (channel, pitch)) with no note-off after the panic"
+
+
 def test_a_misspelled_port_is_an_error_listing_the_ports_and_creates_none(jack_server, tiny_onnx):
     synth = ports.open_input("Synth In", api="jack", virtual=True, client_name="e2e-synth")
     try:
@@ -102,7 +122,9 @@ def test_a_misspelled_port_is_an_error_listing_the_ports_and_creates_none(jack_s
                                          "--no-input", "--quiet"],
                               capture_output=True, text=True, timeout=60)
         assert done.returncode == 2
-        assert done.stderr.startswith("error: no MIDI output matching 'Sinth'")
+        lines = done.stderr.splitlines()        # a "note:" about the GPU may come first
+        assert [l for l in lines if not l.startswith("note: ")][0].startswith(
+            "error: no MIDI output matching 'Sinth'")
         assert "e2e-synth:Synth In" in done.stderr and "Traceback" not in done.stderr
         assert ports.list_ports("jack") == before
         listed = subprocess.run(PERFORM + ["--api", "jack", "--list-ports"],

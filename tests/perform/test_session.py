@@ -59,6 +59,13 @@ def test_solo_plays_every_step_exactly_on_its_tick():
     assert [m.velocity for _, m in port.sent if m.type == "note_on"] == [100] * 5
 
 
+def test_stats_report_the_grid_origin_the_notes_are_timed_from():
+    clock, port, gen, session = make("solo")               # a note every step
+    stats = session.run(max_ticks=6)
+    assert (stats["t0_s"], stats["period_s"]) == (T0, PERIOD_S)
+    assert [(t - stats["t0_s"]) / stats["period_s"] for t, _ in port.notes_on()] == [1, 2, 3, 4, 5]
+
+
 def test_call_answers_after_the_pause_at_the_exact_tick_for_answer_bars():
     clock, port, gen, session = make("call")
     for i, pitch in enumerate((60, 62, 64)):            # notes on steps 1, 3, 5; last off at 6
@@ -214,6 +221,12 @@ def test_stop_event_ends_the_run_and_silences():
     stats = session.run(stop_event=stop)
     assert stats["ticks"] == 6
     assert_silenced(port)
+
+
+def test_a_stop_asked_before_the_run_starts_ends_it_at_once():
+    clock, port, gen, session = long_note_session()
+    session.stop()                    # Ctrl-C while the ports were still opening
+    assert session.run(max_ticks=50)["ticks"] == 0
 
 
 def test_generator_exception_silences_sounding_notes():
