@@ -283,3 +283,59 @@ def test_input_dropped_by_a_full_queue_is_reported_at_exit(capsys, monkeypatch, 
     err = capsys.readouterr().err
     assert rc == 0, err
     assert "note: 4900 input messages were dropped" in err and "100 were heard" in err
+
+
+# sampling options and --thru through the real CLI path (the real load_generator and model) -------
+def render_notes(tmp_path, name, *options):
+    out = tmp_path / name
+    assert cli.main(["--model", str(SHIPPED), "--out", str(out), "--bars", "4", *options]) == 0
+    return [(m.note, m.time) for m in mido.MidiFile(str(out)).tracks[0] if m.type == "note_on"]
+
+
+@pytest.mark.skipif(not SHIPPED.is_file(), reason="models/default.onnx is not there")
+@pytest.mark.parametrize("greedy", [["--top-k", "1"], ["--top-p", "0.001"], ["--temperature", "0.01"]])
+def test_greedy_sampling_options_make_the_seed_irrelevant(tmp_path, greedy):
+    # --top-k 1, a tiny --top-p and a tiny --temperature each leave only the likeliest token
+    loose = [render_notes(tmp_path, f"loose{s}.mid", "--seed", str(s), "--top-p", "1") for s in (1, 2)]
+    assert loose[0] != loose[1]
+    tight = [render_notes(tmp_path, f"tight{s}.mid", "--seed", str(s), *greedy) for s in (1, 2)]
+    assert tight[0] == tight[1] and tight[0]
+
+
+@pytest.mark.skipif(not SHIPPED.is_file(), reason="models/default.onnx is not there")
+def test_a_hotter_temperature_spreads_the_pitches(tmp_path):
+    from perform.analysis import pitch_class_entropy
+
+    def entropy_bits(temperature):
+        notes = render_notes(tmp_path, "t.mid", "--seed", "4", "--top-p", "1",
+                             "--temperature", str(temperature))
+        return pitch_class_entropy([note for note, _ in notes])
+    assert entropy_bits(0.3) + 0.3 < entropy_bits(2.0)
+
+
+class FeedingInput:
+    """An input port that plays one note into perform's callback once the session runs (no names:
+    the port watch, which needs a MIDI system, has nothing to watch)."""
+
+    names: list = []
+
+    def __init__(self, callback):
+        self.timer = threading.Timer(0.15, lambda: [callback(mido.Message("note_on", note=61, velocity=99)),
+                                                   callback(mido.Message("note_off", note=61))])
+        self.timer.start()
+
+    def close(self):
+        self.timer.cancel()
+
+
+@pytest.mark.skipif(not SHIPPED.is_file(), reason="models/default.onnx is not there")
+@pytest.mark.parametrize("thru", [True, False])
+def test_thru_echoes_the_player_through_the_real_cli_path(monkeypatch, fake_ports, thru):
+    monkeypatch.setattr(ports, "open_input",
+                        lambda name=None, api=None, virtual=False, callback=None, **k: FeedingInput(callback))
+    argv = ["--model", str(SHIPPED), "--port", "synth", "--input", "keys", "--mode", "call",
+            "--seconds", "0.5", "--quiet", "--channel", "3"] + (["--thru"] if thru else [])
+    assert cli.main(argv) == 0
+    echoed = [m for m in fake_ports["out"].sent if m.type == "note_on" and m.note == 61 and m.velocity == 99]
+    assert bool(echoed) == thru
+    assert sounding(fake_ports["out"].sent) == set()
