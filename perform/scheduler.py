@@ -20,6 +20,7 @@ from .errors import PortError
 
 INST, THRU = "inst", "thru"
 LATENESS_KEPT = 1 << 14
+SUSTAIN, ALL_NOTES_OFF = 64, 123          # control numbers the panic sends, value 0
 
 
 class Scheduler:
@@ -35,6 +36,7 @@ class Scheduler:
         self._pending_off: dict[tuple[str, int, int], list] = {}
         self.sounding: dict[str, set[tuple[int, int]]] = {INST: set(), THRU: set()}
         self.channels_used: set[int] = set()
+        self.pedal_down: set[int] = set()      # channels whose sustain pedal was sent down (thru)
         self.sent = 0
         self.send_errors = 0
         self.lateness_s: deque[float] = deque(maxlen=LATENESS_KEPT)  # of the latest scheduled sends
@@ -99,6 +101,9 @@ class Scheduler:
             self.on_sent(self.now() if stamp_s is None else stamp_s, msg, owner)
 
     def _track(self, msg: mido.Message, owner: str) -> None:
+        if msg.type == "control_change" and msg.control == SUSTAIN:
+            (self.pedal_down.add if msg.value >= 64 else self.pedal_down.discard)(msg.channel)
+            return
         if msg.type not in ("note_on", "note_off"):
             return
         key = (msg.channel, msg.note)
@@ -131,17 +136,25 @@ class Scheduler:
             raise first_error
 
     def panic(self, extra_channels: tuple[int, ...] = ()) -> None:
-        """Note-off for every sounding note of every owner, then all-notes-off (CC 123) on every
-        channel used. Tries every message even when some fail; raises the first failure after."""
+        """Note-off for every sounding note of every owner, sustain off (CC 64 = 0) on every channel
+        whose pedal was sent down (an echoed pedal left down holds notes that all-notes-off does
+        not release), then all-notes-off (CC 123) on every channel used. Tries every message even when some fail; raises the first
+        failure after."""
         errors: list[PortError] = []
         for owner in self.sounding:
             try:
                 self.release(owner)
             except PortError as err:
                 errors.append(err)
+        for channel in sorted(self.pedal_down):
+            try:
+                self.send_now(mido.Message("control_change", channel=channel, control=SUSTAIN, value=0))
+            except PortError as err:
+                errors.append(err)
         for channel in sorted(self.channels_used | set(extra_channels)):
             try:
-                self.send_now(mido.Message("control_change", channel=channel, control=123, value=0))
+                self.send_now(mido.Message("control_change", channel=channel, control=ALL_NOTES_OFF,
+                                           value=0))
             except PortError as err:
                 errors.append(err)
         if errors:

@@ -74,3 +74,18 @@ def test_send_failure_is_a_port_error_and_panic_still_tries_everything():
     with pytest.raises(PortError, match="output port failed"):
         sched.panic()
     assert sched.send_errors == 3                          # two note-offs and CC 123 all tried
+
+
+def test_panic_lifts_the_sustain_pedal_before_all_notes_off():
+    # an echoed pedal left down holds every note it caught: CC 123 does not release those
+    clock, port, sched = make()
+    sched.send_now(mido.Message("control_change", channel=3, control=64, value=127), THRU)
+    sched.note(0.0, 4.0, 3, 60, 90)
+    sched.send_due()
+    sched.panic()
+    ccs = [(m.control, m.value) for _, m in port.sent if m.type == "control_change" and m.channel == 3]
+    assert ccs == [(64, 127), (64, 0), (123, 0)]
+    sched.send_now(mido.Message("control_change", channel=3, control=64, value=0), THRU)
+    port.sent.clear()
+    sched.panic()                                      # the pedal is up: nothing to lift
+    assert [m.control for _, m in port.sent if m.type == "control_change"] == [123]
