@@ -349,10 +349,15 @@ class Session:
             state = "playing"
         else:
             state = "answering" if self.answer_end is not None else "listening"
+        self.status.update(self.mode, self.clock.bpm, self.provider or "-",
+                           self.step_latency.percentile_ms(99), self.clock.late_ticks, state,
+                           self.last_notes, self._status_extra)
+
+    def _status_extra(self) -> str:
+        """The key and dynamics estimates (a key estimate costs 24 correlations: only when the
+        status line is written), and dropped input."""
         extra = f"  dropped {self.listener.dropped}" if self.listener.dropped else ""
         if self.steering is not None:
             extra = (f"  key {self.steering.describe_key()}  vel {self.steering.describe_velocity()}"
                      + extra)
-        self.status.update(self.mode, self.clock.bpm, self.provider or "-",
-                           self.step_latency.percentile_ms(99), self.clock.late_ticks, state,
-                           self.last_notes, extra)
+        return extra

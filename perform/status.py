@@ -47,12 +47,14 @@ class StatusLine:
         self.updates = 0
 
     def update(self, mode: str, bpm: float, provider: str, p99_ms: float, late_ticks: int,
-               state: str, last_notes: Iterable[int], extra: str = "") -> bool:
-        """Show the status if enough time has passed; returns whether it was written."""
+               state: str, last_notes: Iterable[int], extra: str | Callable[[], str] = "") -> bool:
+        """Show the status if enough time has passed; returns whether it was written. `extra` may
+        be a function: it is then called only when a line is written."""
         t = self.now()
         if not self.enabled or t - self._last_s < self.min_gap_s:
             return False
         self._last_s = t
+        extra = extra() if callable(extra) else extra
         notes = " ".join(note_name(p) for p in last_notes) or "-"
         line = (f"{mode:<5} {bpm:6.1f} bpm  {provider}  step p99 {p99_ms:.2f} ms  late {late_ticks}"
                 f"  | {state:<9} {notes}{extra}")

@@ -339,3 +339,20 @@ def test_thru_echoes_the_player_through_the_real_cli_path(monkeypatch, fake_port
     echoed = [m for m in fake_ports["out"].sent if m.type == "note_on" and m.note == 61 and m.velocity == 99]
     assert bool(echoed) == thru
     assert sounding(fake_ports["out"].sent) == set()
+
+
+def test_the_status_line_computes_its_extra_figures_only_when_it_writes():
+    import io
+    from perform.status import StatusLine
+    t, calls = [0.0], []
+
+    def extra():
+        calls.append(1)
+        return "  key D minor 0.82"
+    status = StatusLine(io.StringIO(), max_hz=10, now=lambda: t[0])
+    for i in range(100):                       # 100 ticks over 1 second: 10 lines written
+        t[0] = i * 0.01
+        status.update("duet", 120.0, "cpu", 0.1, 0, "playing", [], extra)
+    assert len(calls) == 10 and "key D minor 0.82" in status.stream.getvalue()
+    StatusLine(io.StringIO(), enabled=False).update("duet", 120.0, "cpu", 0, 0, "playing", [], extra)
+    assert len(calls) == 10                    # --quiet: never
