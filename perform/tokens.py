@@ -188,7 +188,7 @@ class Vocab:
         notes = ids[(ids >= self.note_base) & (ids < self.dur_base)]
         if notes.size == 0:
             return 0, 0
-        return int(self.note_base - notes.min()), int(self.dur_base - 1 - notes.max())
+        return self.note_base - int(notes.min()), self.dur_base - 1 - int(notes.max())
 
     def describe(self, ids: Iterable[int]) -> list[str]:
         """Token ids to their names, for reading and debugging."""

@@ -17,7 +17,7 @@ from __future__ import annotations
 import heapq
 import math
 from dataclasses import dataclass
-from typing import Iterator, Sequence
+from typing import Callable, Iterator, Sequence
 
 import numpy as np
 
@@ -53,11 +53,13 @@ def split_by_song(names: Sequence[str], val_fraction: float, seed: int) -> tuple
 
 
 def random_shifts(songs: Sequence[np.ndarray], vocab: Vocab, max_shift: int,
-                  rng: np.random.Generator) -> list[int]:
-    """One transposition per song, uniform in [-max_shift, max_shift] cut to the piano range."""
+                  rng: np.random.Generator,
+                  ranges: Sequence[tuple[int, int]] | None = None) -> list[int]:
+    """One transposition per song, uniform in [-max_shift, max_shift] cut to the piano range
+    (`ranges`: each song's vocab.transpose_range, when known, so the songs are not read)."""
     shifts = []
-    for ids in songs:
-        lo, hi = vocab.transpose_range(ids)
+    for i, ids in enumerate(songs):
+        lo, hi = ranges[i] if ranges is not None else vocab.transpose_range(ids)
         lo, hi = max(lo, -max_shift), min(hi, max_shift)
         shifts.append(int(rng.integers(lo, hi + 1)) if hi >= lo else 0)
     return shifts
@@ -65,7 +67,9 @@ def random_shifts(songs: Sequence[np.ndarray], vocab: Vocab, max_shift: int,
 
 def stream_batches(songs: Sequence[np.ndarray], *, batch_size: int, seq_len: int,
                    rng: np.random.Generator | None = None, vocab: Vocab | None = None,
-                   max_shift: int = 0) -> Iterator[Batch]:
+                   max_shift: int = 0, ranges: Sequence[tuple[int, int]] | None = None,
+                   rows: slice | None = None, release: Callable[[], None] | None = None,
+                   release_every: int = 64) -> Iterator[Batch]:
     """Yield an epoch of TBPTT batches.
 
     With `rng` (training): each song is transposed by its own random shift (given `vocab` and
@@ -73,77 +77,97 @@ def stream_batches(songs: Sequence[np.ndarray], *, batch_size: int, seq_len: int
     from a zero state) so that every stream ends at about the same step; the songs of each stream
     come in a random order. Without `rng` (validation, evaluation): songs stay whole, nothing is
     transposed, and the layout depends only on the songs.
+
+    Batches are built as they are asked for, one chunk per stream, from the songs as given (any
+    integer dtype, memory maps included): memory does not grow with the corpus. `rows` picks some
+    of the streams (a distributed rank's share; the layout is the whole batch's, so every rank
+    agrees on the number of batches). `release()` is called every `release_every` batches.
     """
-    songs = [np.asarray(s, dtype=np.int64) for s in songs if len(s) >= 2]
+    keep = [i for i, s in enumerate(songs) if len(s) >= 2]
+    songs = [songs[i] for i in keep]
     if not songs:
         return
+    shifts = [0] * len(songs)
     if rng is not None and vocab is not None and max_shift > 0:
-        shifts = random_shifts(songs, vocab, max_shift, rng)
-        songs = [vocab.transpose(s, k) for s, k in zip(songs, shifts)]
-    rows = min(batch_size, len(songs))
-    if rng is not None:
-        songs = _cut(songs, rows, seq_len)
-    streams = _deal(songs, rows, seq_len)
+        shifts = random_shifts(songs, vocab, max_shift, rng,
+                               [ranges[i] for i in keep] if ranges is not None else None)
+    n_rows = min(batch_size, len(songs))
+    lengths = [len(s) for s in songs]
+    pieces = _cut(lengths, n_rows, seq_len) if rng is not None else \
+        [(i, 0, n) for i, n in enumerate(lengths)]
+    streams = _deal(pieces, n_rows, seq_len)
     if rng is not None:
         streams = [[stream[i] for i in rng.permutation(len(stream))] for stream in streams]
-    inputs, targets, reset = _layout(streams, seq_len)
-    for k in range(inputs.shape[1]):
-        yield Batch(inputs[:, k], targets[:, k], reset[:, k])
+    n_chunks = max(sum(_chunks(b - a, seq_len) for _, a, b in stream) for stream in streams)
+    picked = streams[rows] if rows is not None else streams
+    note = (vocab.note_base, vocab.dur_base) if vocab is not None else None
+    readers = [_row_chunks(stream, songs, shifts, seq_len, note) for stream in picked]
+    for k in range(n_chunks):
+        inputs = np.full((len(readers), seq_len), PAD, dtype=np.int64)
+        targets = np.full((len(readers), seq_len), PAD, dtype=np.int64)
+        reset = np.ones(len(readers), dtype=bool)
+        for r, reader in enumerate(readers):
+            chunk, first = next(reader)
+            if chunk is not None:
+                inputs[r, :len(chunk) - 1] = chunk[:-1]
+                targets[r, :len(chunk) - 1] = chunk[1:]
+                reset[r] = first
+        if release is not None and k % release_every == 0:
+            release()
+        yield Batch(inputs, targets, reset)
+    if release is not None:
+        release()
 
 
 def count_batches(songs: Sequence[np.ndarray], batch_size: int, seq_len: int,
                   training: bool = True) -> int:
     """How many batches `stream_batches` yields for these songs (for a progress bar)."""
-    songs = [np.asarray(s) for s in songs if len(s) >= 2]
-    if not songs:
+    lengths = [len(s) for s in songs if len(s) >= 2]
+    if not lengths:
         return 0
-    rows = min(batch_size, len(songs))
-    if training:
-        songs = _cut(songs, rows, seq_len)
-    return max(sum(_chunks(len(s), seq_len) for s in stream) for stream in _deal(songs, rows, seq_len))
+    n_rows = min(batch_size, len(lengths))
+    pieces = _cut(lengths, n_rows, seq_len) if training else \
+        [(i, 0, n) for i, n in enumerate(lengths)]
+    return max(sum(_chunks(b - a, seq_len) for _, a, b in stream)
+               for stream in _deal(pieces, n_rows, seq_len))
 
 
 def _chunks(song_len: int, seq_len: int) -> int:
     return math.ceil((song_len - 1) / seq_len)
 
 
-def _cut(songs: list[np.ndarray], rows: int, seq_len: int) -> list[np.ndarray]:
+def _cut(lengths: list[int], rows: int, seq_len: int) -> list[tuple[int, int, int]]:
     """Cut songs longer than half a stream's share of chunks into pieces of at most that many
-    chunks; consecutive pieces overlap by one token (the last target is the next first input)."""
-    share = math.ceil(sum(_chunks(len(s), seq_len) for s in songs) / rows)
+    chunks; consecutive pieces overlap by one token (the last target is the next first input).
+    A piece is (song index, start, stop)."""
+    share = math.ceil(sum(_chunks(n, seq_len) for n in lengths) / rows)
     piece = max(1, share // 2) * seq_len
     out = []
-    for ids in songs:
-        out += [ids[a:a + piece + 1] for a in range(0, len(ids) - 1, piece)]
+    for i, n in enumerate(lengths):
+        out += [(i, a, min(a + piece + 1, n)) for a in range(0, n - 1, piece)]
     return out
 
 
-def _deal(songs: list[np.ndarray], rows: int, seq_len: int) -> list[list[np.ndarray]]:
-    """Longest first, each song to the stream with the fewest chunks so far (streams end close)."""
+def _deal(pieces: list[tuple[int, int, int]], rows: int, seq_len: int) -> list[list[tuple[int, int, int]]]:
+    """Longest first, each piece to the stream with the fewest chunks so far (streams end close)."""
     heap = [(0, r) for r in range(rows)]
-    streams: list[list[np.ndarray]] = [[] for _ in range(rows)]
-    for i in sorted(range(len(songs)), key=lambda i: -len(songs[i])):   # stable: ties keep order
+    streams: list[list[tuple[int, int, int]]] = [[] for _ in range(rows)]
+    for i in sorted(range(len(pieces)), key=lambda i: -(pieces[i][2] - pieces[i][1])):   # stable
         total, r = heapq.heappop(heap)
-        streams[r].append(songs[i])
-        heapq.heappush(heap, (total + _chunks(len(songs[i]), seq_len), r))
+        streams[r].append(pieces[i])
+        heapq.heappush(heap, (total + _chunks(pieces[i][2] - pieces[i][1], seq_len), r))
     return streams
 
 
-def _layout(streams: list[list[np.ndarray]], seq_len: int):
-    """Arrays (rows, K, T) of inputs and targets and (rows, K) of resets."""
-    rows = len(streams)
-    n_chunks = max(sum(_chunks(len(s), seq_len) for s in stream) for stream in streams)
-    inputs = np.full((rows, n_chunks * seq_len), PAD, dtype=np.int64)
-    targets = np.full((rows, n_chunks * seq_len), PAD, dtype=np.int64)
-    reset = np.ones((rows, n_chunks), dtype=bool)   # empty tail chunks: reset, nothing to learn
-    for r, stream in enumerate(streams):
-        at = 0                                       # chunk index within the row
-        for ids in stream:
-            n = len(ids) - 1
-            start = at * seq_len
-            inputs[r, start:start + n] = ids[:-1]
-            targets[r, start:start + n] = ids[1:]
-            c = _chunks(len(ids), seq_len)
-            reset[r, at + 1:at + c] = False
-            at += c
-    return (inputs.reshape(rows, n_chunks, seq_len), targets.reshape(rows, n_chunks, seq_len), reset)
+def _row_chunks(stream, songs, shifts, seq_len: int, note: tuple[int, int] | None):
+    """(tokens of the chunk, inputs and the one next target, as int64; does it start a piece) for
+    each chunk of one stream, then (None, True) for ever (a finished stream's empty chunks)."""
+    for i, a, b in stream:
+        for c in range(_chunks(b - a, seq_len)):
+            lo = a + c * seq_len
+            chunk = np.asarray(songs[i][lo:min(lo + seq_len + 1, b)], dtype=np.int64)
+            if shifts[i] and note is not None:
+                chunk = np.where((chunk >= note[0]) & (chunk < note[1]), chunk + shifts[i], chunk)
+            yield chunk, c == 0
+    while True:
+        yield None, True
