@@ -5,7 +5,7 @@
 
 Figures:
 - cold_prepare_s: load_corpus with use_cache=False (best of --repeat), in this process, with
-  --workers reader processes (default 2); cold_prepare_1_worker_s: the same read serially;
+  --workers reader processes (default: one per core); cold_prepare_1_worker_s: the same read serially;
 - cached_prepare_s: load_corpus again, every file from the cache (best of --repeat);
 - cli_cold_s / cli_cached_s: `python -m train prepare` as a subprocess, interpreter start included;
 - music21_parse_s: music21.converter.parse of each file (forceSource: no pickle cache), the seed

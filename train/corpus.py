@@ -31,7 +31,7 @@ from .errors import CorpusError
 
 READ_SUFFIXES = MIDI_SUFFIXES + SCORE_SUFFIXES
 MUSIC21_PREFIX = "music21:"     # music21:palestrina names a collection of music21's bundled corpus
-DEFAULT_WORKERS = 2
+DEFAULT_WORKERS = os.cpu_count() or 1     # reader processes: every core
 PARALLEL_MIN_FILES = 4          # fewer files than this are read in this process
 PROGRESS_MIN_FILES = 50
 
@@ -78,7 +78,7 @@ def load_corpus(paths: Sequence[str | Path] | None, vocab: Vocab, *,
     """Read every music file under `paths` (None: music21's bundled Bach chorales) into songs.
 
     `cache_dir` defaults to paths.cache_dir of ./config.toml (or the default); use_cache=False
-    reads every file afresh (and refreshes the cache). `workers` processes read files in parallel (default 2; 1 = serial).
+    reads every file afresh (and refreshes the cache). `workers` processes read files in parallel (default: one per core; 1 = serial).
     `tracks` picks MIDI tracks (0 = the first track chunk) or score parts by index.
     Raises CorpusError when a path does not exist or no file gives any notes.
     """

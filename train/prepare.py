@@ -2,11 +2,14 @@
 
     python -m train prepare [PATH ...] [--json] [--no-cache] [--config FILE] [--tracks 0,1]
                             [--workers N] [--set table.key=value ...]
+                            [--out-shards DIR [--shard-files N]]
 
 No PATH: music21's bundled Bach chorales. PATHs are MIDI files (.mid .midi .kar .rmi), music21 scores
 (.mxl .xml .musicxml .abc .krn) or folders of them (searched recursively). Prints files read, files
 skipped each with its reason, notes, tokens, steps, vocabulary size and seconds; --json prints the
-same as one JSON object. Exit status 0, or 2 with `error: ...` for a mistake (a missing path, nothing
+same as one JSON object. With --out-shards DIR the tokens are written to DIR as memory-mappable
+shards (train.shards), N files per shard; a killed run continues where it stopped when the same
+command is run again. Exit status 0, or 2 with `error: ...` for a mistake (a missing path, nothing
 readable, a bad setting).
 """
 
@@ -21,6 +24,7 @@ from perform.errors import ConfigError, JamError
 from perform.tokens import Vocab
 
 from .corpus import READ_SUFFIXES, Corpus, load_corpus
+from .shards import DEFAULT_SHARD_FILES, prepare_shards
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -31,7 +35,11 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--config", help="a config.toml (default: ./config.toml when present)")
     p.add_argument("--tracks", help="MIDI track (or score part) indices to keep, e.g. 0,1 "
                                     "(default: every track but drums)")
-    p.add_argument("--workers", type=int, help="reader processes (default 2; 1 reads serially)")
+    p.add_argument("--workers", type=int, help="reader processes (default: one per core; 1 reads serially)")
+    p.add_argument("--out-shards", metavar="DIR",
+                   help="write token shards to DIR for `python -m train DIR` (resumable)")
+    p.add_argument("--shard-files", type=int, default=DEFAULT_SHARD_FILES, metavar="N",
+                   help=f"files per shard (default {DEFAULT_SHARD_FILES}; a kill loses at most one shard)")
     p.add_argument("--set", action="append", default=[], metavar="TABLE.KEY=VALUE",
                    help="override a setting, e.g. --set grid.steps_per_beat=2")
     return p
@@ -44,6 +52,11 @@ def main(argv: list[str] | None = None) -> int:
     except JamError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        if args.out_shards:
+            print(f"interrupted; the finished shards in {args.out_shards} are kept: run the same "
+                  "command again to continue", file=sys.stderr)
+        return 130
     if args.json:
         print(json.dumps(corpus.summary()))
     else:
@@ -51,12 +64,18 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def prepare(args: argparse.Namespace) -> Corpus:
+def prepare(args: argparse.Namespace):
+    """The Corpus read (or, with --out-shards, the ShardReport of the shards written)."""
     overrides: dict[str, dict] = {}
     for text in args.set:
         table, key, value = parse_set_option(text)
         overrides.setdefault(table, {})[key] = value
     cfg = load_config(args.config, overrides)
+    if args.out_shards:
+        return prepare_shards(args.paths or None, Vocab.from_grid(cfg.grid), args.out_shards,
+                              cache_dir=cfg.paths.cache_dir, use_cache=not args.no_cache,
+                              workers=args.workers, progress=sys.stderr.isatty(),
+                              tracks=parse_tracks(args.tracks), shard_files=args.shard_files)
     return load_corpus(args.paths or None, Vocab.from_grid(cfg.grid), cache_dir=cfg.paths.cache_dir,
                        use_cache=not args.no_cache, workers=args.workers,
                        progress=sys.stderr.isatty(), tracks=parse_tracks(args.tracks))
@@ -76,10 +95,15 @@ def parse_tracks(text: str | None) -> list[int] | None:
     return tracks
 
 
-def format_summary(corpus: Corpus) -> str:
+def format_summary(corpus) -> str:
     s = corpus.summary()
     lines = [f"read {s['files_ok']} file(s) ({s['from_cache']} from the cache), "
-             f"skipped {s['files_skipped']}, in {s['seconds']:.2f} s",
+             f"skipped {s['files_skipped']}, in {s['seconds']:.2f} s"]
+    if "out_shards" in s:
+        lines[0] = (f"{s['out_shards']}: {s['shards']} shard(s); {lines[0]}"
+                    + (f"; {s['files_earlier']} file(s) were done by an earlier run and not read "
+                       "again" if s["files_earlier"] else ""))
+    lines += [
              f"songs {s['songs']}, notes {s['notes']:,}, tokens {s['tokens']:,}, "
              f"steps {s['steps']:,}, vocabulary {s['vocab_size']} tokens"]
     if corpus.ignored:
