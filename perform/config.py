@@ -184,12 +184,17 @@ class TrainConfig:
                                     # "plateau": halve after an epoch that does not improve
     warmup_steps: int = 200
     min_lr_fraction: float = 0.05
+    max_steps: int = 0              # stop after this many optimizer steps in all (0: no limit)
+    baseline_max_tokens: int = 2_000_000   # the n-gram baseline is fitted on at most this many
 
     def __post_init__(self) -> None:
         _check(0 <= self.dropout < 1, "train.dropout", self.dropout, "a number in [0, 1)")
         _check(self.lr_schedule in LR_SCHEDULES, "train.lr_schedule", self.lr_schedule,
                f"one of {list(LR_SCHEDULES)}")
         _check(self.warmup_steps >= 0, "train.warmup_steps", self.warmup_steps, "a whole number >= 0")
+        _check(self.max_steps >= 0, "train.max_steps", self.max_steps, "a whole number >= 0 (0: no limit)")
+        _check(self.baseline_max_tokens >= 0, "train.baseline_max_tokens", self.baseline_max_tokens,
+               "a whole number >= 0 (0: every token)")
         _check(0 <= self.min_lr_fraction <= 1, "train.min_lr_fraction", self.min_lr_fraction,
                "a number in [0, 1]")
         _check(0 < self.val_fraction < 1, "train.val_fraction", self.val_fraction, "a number in (0, 1)")

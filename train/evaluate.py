@@ -57,15 +57,38 @@ def token_types(vocab: Vocab) -> np.ndarray:
     return kinds
 
 
-@torch.no_grad()
 def score_songs(model: JamLSTM, songs: Sequence[np.ndarray], *, batch_size: int = 32,
                 seq_len: int = 256, device: torch.device | str = "cpu",
-                vocab: Vocab | None = None) -> dict[str, float]:
+                vocab: Vocab | None = None, release=None) -> dict[str, float]:
     """NLL per token (nats), perplexity, accuracy and token count over every position after BOS.
 
     With `vocab`, also the NLL of each token type: `nll_note`, `nll_dur`, `nll_vel`, `nll_step`
-    (nats per token of that type; NaN for a type that never occurs).
+    (nats per token of that type; NaN for a type that never occurs). `release()` is called now and
+    then (memory-mapped songs).
     """
+    return scores_from_sums(sum_scores(model, songs, batch_size=batch_size, seq_len=seq_len,
+                                       device=device, vocab=vocab, release=release),
+                            with_types=vocab is not None)
+
+
+def scores_from_sums(sums: Sequence[float], with_types: bool = True) -> dict[str, float]:
+    """score_songs's figures from sum_scores's sums (added up over processes, say)."""
+    total_nll, correct, tokens = sums[0], sums[1], int(sums[2])
+    nll = total_nll / tokens if tokens else math.nan
+    result = {"nll": nll, "perplexity": math.exp(nll) if tokens else math.nan,
+              "accuracy": correct / tokens if tokens else math.nan, "tokens": tokens}
+    if with_types:
+        for k, name in enumerate(TOKEN_TYPES):
+            type_nll, count = sums[3 + 2 * k], sums[4 + 2 * k]
+            result[f"nll_{name}"] = float(type_nll / count) if count else math.nan
+    return result
+
+
+@torch.no_grad()
+def sum_scores(model: JamLSTM, songs: Sequence[np.ndarray], *, batch_size: int = 32,
+               seq_len: int = 256, device: torch.device | str = "cpu",
+               vocab: Vocab | None = None, release=None) -> list[float]:
+    """[total NLL, correct, tokens, then NLL and count of each token type] over `songs`."""
     device = torch.device(device)
     was_training = model.training
     model.eval()
@@ -74,7 +97,7 @@ def score_songs(model: JamLSTM, songs: Sequence[np.ndarray], *, batch_size: int 
     type_nll = np.zeros(len(TOKEN_TYPES))
     type_count = np.zeros(len(TOKEN_TYPES))
     try:
-        for batch in stream_batches(songs, batch_size=batch_size, seq_len=seq_len):
+        for batch in stream_batches(songs, batch_size=batch_size, seq_len=seq_len, release=release):
             inputs = torch.from_numpy(batch.inputs).to(device)
             targets = torch.from_numpy(batch.targets).to(device)
             state = carry_state(state, torch.from_numpy(batch.reset).to(device))
@@ -94,13 +117,10 @@ def score_songs(model: JamLSTM, songs: Sequence[np.ndarray], *, batch_size: int 
             tokens += int(mask.sum())
     finally:
         model.train(was_training)
-    nll = total_nll / tokens if tokens else math.nan
-    result = {"nll": nll, "perplexity": math.exp(nll) if tokens else math.nan,
-              "accuracy": correct / tokens if tokens else math.nan, "tokens": tokens}
-    if kinds is not None:
-        for k, name in enumerate(TOKEN_TYPES):
-            result[f"nll_{name}"] = float(type_nll[k] / type_count[k]) if type_count[k] else math.nan
-    return result
+    out = [total_nll, float(correct), float(tokens)]
+    for k in range(len(TOKEN_TYPES)):
+        out += [float(type_nll[k]), float(type_count[k])]
+    return out
 
 
 def _parser() -> argparse.ArgumentParser:
