@@ -33,7 +33,7 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Callable, Iterable, Sequence
 
 import numpy as np
 
@@ -154,6 +154,26 @@ def prepare_shards(paths: Sequence[str | Path] | None, vocab: Vocab, out_dir: st
     _write_json(out / MANIFEST, manifest)
     report.seconds = time.perf_counter() - started
     return report
+
+
+def write_shards(out_dir: str | Path, vocab: Vocab, batches: Iterable[list[FileResult]],
+                 sources: Sequence[str], tracks: Sequence[int] | None = None) -> Path:
+    """A complete shard folder from batches of file results, one shard per batch: for tools and
+    benchmarks that make their tokens themselves. `out_dir` must be new or empty."""
+    out = Path(out_dir)
+    token_dtype(vocab)
+    manifest = _open_manifest(out, _settings(vocab, tracks), list(sources) or ["(written directly)"])
+    if _finished_shards(out):
+        raise CorpusError(f"{out} already holds shards; give a new folder")
+    numbers = []
+    for number, results in enumerate(batches):
+        _write_shard(out, number, results, vocab)
+        numbers.append(number)
+    report = _report(out, numbers, vocab)
+    manifest.update(complete=True, shards=[_shard_name(n) for n in numbers], songs=report.songs,
+                    tokens=report.tokens, files=report.files)
+    _write_json(out / MANIFEST, manifest)
+    return out
 
 
 def _settings(vocab: Vocab, tracks: Sequence[int] | None) -> dict:
