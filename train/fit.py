@@ -86,7 +86,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         fit(args)
     except JamError as err:
-        print(f"error: {err}", file=sys.stderr)
+        if distributed.from_env().main:       # under torchrun every rank meets the same mistake
+            print(f"error: {err}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted; continue with the same command and --resume", file=sys.stderr)
