@@ -1,7 +1,9 @@
 """Training entry point.
 
     python -m train prepare [PATH ...] [--json]          read a corpus into tokens (cached)
+    python -m train prepare PATH ... --out-shards DIR    ... into memory-mappable token shards
     python -m train [PATH ...] --out DIR                 train an LSTM (no PATH: Bach chorales)
+    torchrun --nproc-per-node N -m train ... --out DIR   the same on N processes (DDP)
     python -m train evaluate CHECKPOINT PATH ... --json  score a checkpoint on unseen music
 """
 

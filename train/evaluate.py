@@ -1,6 +1,7 @@
 """Score a checkpoint on music it never saw (no augmentation).
 
-    python -m train evaluate CHECKPOINT PATH ... [--json] [--as-heard]
+    python -m train evaluate CHECKPOINT PATH ... [--json] [--as-heard]     (PATH: files, folders or
+                                                                           one shard folder)
 
 Prints NLL per token (nats), perplexity, next-token accuracy and the number of tokens scored, with
 the checkpoint's own training metrics beside them (`--json`: one JSON object).
@@ -162,7 +163,11 @@ def evaluate(checkpoint: str | Path, paths: Sequence[str | Path], *, device: str
         if not str(p).startswith("music21:") and not Path(p).exists():
             raise CorpusError(f"{p} does not exist; pass MIDI files or folders that hold some")
     cache_dir = (data.get("config") or {}).get("paths", {}).get("cache_dir")
-    corpus = load_corpus([str(p) for p in paths], vocab, cache_dir=cache_dir, use_cache=use_cache)
+    from .shards import is_shard_dir, open_shards
+    if len(paths) == 1 and is_shard_dir(paths[0]):
+        corpus = open_shards(paths[0], vocab)
+    else:
+        corpus = load_corpus([str(p) for p in paths], vocab, cache_dir=cache_dir, use_cache=use_cache)
     songs = [s.ids for s in corpus.songs if len(s.ids) >= 2]
     if not songs:
         raise CorpusError(f"no notes found in {list(map(str, paths))}; nothing to score")

@@ -126,6 +126,10 @@ def test_training_from_shards_gives_the_same_model_as_from_the_files(tmp_path, s
     b = torch.load(tmp_path / "b" / "last.pt", weights_only=True)
     assert all(torch.equal(a["state_dict"][k], b["state_dict"][k]) for k in a["state_dict"])
     assert a["corpus"]["velocity_bins"] == b["corpus"]["velocity_bins"]
+    from train.evaluate import evaluate
+    on_shards = evaluate(tmp_path / "a" / "best.pt", [tmp_path / "sh"])
+    on_files = evaluate(tmp_path / "a" / "best.pt", [songs])
+    assert on_shards["tokens"] == on_files["tokens"] and on_shards["nll"] == pytest.approx(on_files["nll"])
 
 
 def test_training_refuses_a_shard_folder_it_cannot_use(tmp_path, songs, capsys):
@@ -136,3 +140,44 @@ def test_training_refuses_a_shard_folder_it_cannot_use(tmp_path, songs, capsys):
     assert "prepared with another grid" in err and "--set grid" in err
     assert fit_main([str(tmp_path / "sh"), str(songs), *run]) == 2
     assert "train on it alone" in capsys.readouterr().err
+
+
+# SIGKILL half way through writing shard 1's index (its tokens already renamed into place).
+_KILLER = """
+import os, signal, sys, tempfile
+import train.shards as shards
+real = shards._atomic
+
+def atomic(path, data):
+    if path.name == "shard-00001.index.npy":
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        os.write(fd, data[:len(data) // 2])
+        os.kill(os.getpid(), signal.SIGKILL)
+    return real(path, data)
+
+shards._atomic = atomic
+from train.prepare import main
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def test_kill_9_while_writing_a_shard_then_the_same_command_finishes(tmp_path, songs, capsys,
+                                                                     monkeypatch):
+    import subprocess
+    import sys
+    args = [str(songs), "--out-shards", str(tmp_path / "sh"), "--shard-files", "4", "--workers", "1",
+            "--json", *cache_set(tmp_path)]
+    killed = subprocess.run([sys.executable, "-c", _KILLER, *args], capture_output=True,
+                            cwd=Path(__file__).resolve().parents[2], timeout=120)
+    assert killed.returncode == -9
+    assert (tmp_path / "sh" / "shard-00001.tokens").exists()
+    assert not (tmp_path / "sh" / "shard-00001.json").exists()
+    opened = []
+    real = corpus_read.read_file
+    monkeypatch.setattr(corpus_read, "read_file", lambda path, *a, **k: opened.append(path) or real(path, *a, **k))
+    assert prepare_main([*args, "--no-cache"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["files_earlier"] == 4 and summary["files_read"] == 8 and len(opened) == 8
+    prepare_shards([songs], Vocab(), tmp_path / "straight", cache_dir=tmp_path / "c", workers=1,
+                   shard_files=4)
+    assert shard_bytes(tmp_path / "sh") == shard_bytes(tmp_path / "straight")
