@@ -123,11 +123,7 @@ def _fit(args, cfg: Config, out: Path, resume: dict | None, dist: Dist,
          device: torch.device) -> tuple[dict, JamLSTM]:
     vocab = Vocab.from_grid(cfg.grid)
     paths = args.paths or (resume["corpus"].get("paths") if resume else None) or None
-    if not dist.main:
-        distributed.barrier(dist)               # rank 0 reads (and caches) the corpus first
-    corpus = _load_corpus(paths, vocab, cfg, args)
-    if dist.main:
-        distributed.barrier(dist)
+    corpus = _load_corpus_first_on_main(paths, vocab, cfg, args, dist)
     names = [s.name for s in corpus.songs]
     train_idx, val_idx = split_by_song(names, cfg.train.val_fraction, cfg.train.seed)
     train = [corpus.songs[i].ids for i in train_idx]
@@ -445,6 +441,25 @@ def _config(args: argparse.Namespace, resume: dict | None) -> Config:
                        "max_steps": getattr(args, "max_steps", None)}}
     base = resume["config"] if resume else {}
     return load_config(None if resume else args.config, merge_overrides(base, cli, flags))
+
+
+def _load_corpus_first_on_main(paths, vocab: Vocab, cfg: Config, args, dist: Dist):
+    """Rank 0 reads (and caches) the corpus first, then the others; rank 0's mistake stops every
+    rank (the others do not wait for a corpus that never comes)."""
+    if not dist.on:
+        return _load_corpus(paths, vocab, cfg, args)
+    corpus, failure = None, None
+    if dist.main:
+        try:
+            corpus = _load_corpus(paths, vocab, cfg, args)
+        except JamError as err:
+            failure = err
+    message = distributed.from_main(dist, str(failure) if failure else None)
+    if failure is not None:
+        raise failure
+    if message is not None:
+        raise CorpusError(message)
+    return corpus if dist.main else _load_corpus(paths, vocab, cfg, args)
 
 
 def _load_corpus(paths, vocab: Vocab, cfg: Config, args):

@@ -4,6 +4,7 @@ single-process batch, checkpoints come from rank 0, and --resume works across pr
 import json
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -70,11 +71,22 @@ def test_resume_works_with_another_number_of_processes(tmp_path, midi_dir):
     assert b[1]["val_nll"] < b[0]["val_nll"]
 
 
-def test_more_processes_than_streams_is_a_one_line_error(tmp_path, midi_dir):
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node=3",
-           "-m", "train", *args(midi_dir, tmp_path / "r", tmp_path / "c", "--set",
-                                "train.batch_size=2", "--max-steps", "2")]
-    done = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=240)
+def run_torchrun_train(n: int, *args: str) -> subprocess.CompletedProcess:
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={n}",
+           "-m", "train", *args]
+    return subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=240)
+
+
+def test_mistakes_are_one_error_line_from_rank_0(tmp_path, midi_dir):
+    done = run_torchrun_train(3, *args(midi_dir, tmp_path / "r", tmp_path / "c", "--set",
+                                       "train.batch_size=2", "--max-steps", "2"))
     assert done.returncode != 0
     assert done.stderr.count("error: 3 processes need at least 3 streams per batch") == 1
     assert "fit.py" not in done.stderr              # torchrun reports the exits; no traceback of ours
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "empty" / "readme.txt").write_text("no music here")
+    started = time.monotonic()
+    done = run_torchrun_train(2, *args(tmp_path / "empty", tmp_path / "r", tmp_path / "c"))
+    assert done.returncode != 0 and done.stderr.count("error: no music files in") == 1
+    assert time.monotonic() - started < 60          # no rank is left waiting for a corpus
+
