@@ -24,7 +24,7 @@ import numpy as np
 
 from perform.tokens import Vocab
 
-from .corpus_cache import FileResult, cache_key, load_entry, save_entry
+from .corpus_cache import FileResult, cache_key, load_entry
 from .corpus_music21 import SCORE_SUFFIXES
 from .corpus_read import MIDI_SUFFIXES, read_many
 from .errors import CorpusError
@@ -55,6 +55,14 @@ class Corpus:
     vocab: Vocab = field(default_factory=Vocab)
     warnings: list[tuple[str, str]] = field(default_factory=list)   # (file, what was cut/repaired)
     ignored: list[str] = field(default_factory=list)   # files in the folders that are not music files
+
+    def song_ids(self) -> list[np.ndarray]:
+        """Every song's ids, in order (a ShardCorpus gives a SongTable of views instead)."""
+        return [s.ids for s in self.songs]
+
+    def song_ranges(self) -> np.ndarray | None:
+        """Each song's transposition range when known without reading it (None here)."""
+        return None
 
     def summary(self) -> dict:
         """JSON-ready figures: files_ok, files_skipped, songs, notes, tokens, steps, vocab_size,
@@ -188,7 +196,8 @@ def _nothing_readable(paths, skipped: list[tuple[str, str]]) -> str:
 
 def _read_files(files: list[str], vocab: Vocab, cache_dir: Path, use_cache: bool,
                 workers: int | None, progress: bool, tracks) -> list[FileResult]:
-    """Results in the order of `files`: cache hits first looked up here, the rest read."""
+    """Results in the order of `files`: cache hits first looked up here, the rest read (and saved
+    in the cache) by the workers."""
     vocab_dict = vocab.to_dict()
     results: dict[str, FileResult] = {}
     keys: dict[str, str] = {}
@@ -210,13 +219,11 @@ def _read_files(files: list[str], vocab: Vocab, cache_dir: Path, use_cache: bool
 
     def done(result: FileResult) -> None:
         results[result.path] = result
-        if result.cacheable and result.path in keys:
-            save_entry(cache_dir, keys[result.path], result)
         if bar is not None:
             bar.update(1)
 
     try:
-        read_many(todo, vocab_dict, tracks, workers, done)
+        read_many(todo, vocab_dict, tracks, workers, done, cache_dir, keys)   # workers save entries
     finally:
         if bar is not None:
             bar.close()

@@ -23,7 +23,7 @@ import numpy as np
 from perform.quantize import notes_from_events
 from perform.tokens import STEP, Note, Vocab
 
-from .corpus_cache import FileResult, SongData
+from .corpus_cache import FileResult, SongData, save_entry
 from .corpus_music21 import SCORE_SUFFIXES, read_score
 from .midi_read import Event, ReadSkip, has_drum_notes, read_midi
 
@@ -32,6 +32,7 @@ MIDI_SUFFIXES = (".mid", ".midi", ".kar", ".rmi")
 # 120 BPM on the default grid, and it keeps an absurd delta time from making a giant rest.
 MAX_SONG_STEPS = 2 ** 16
 FILE_TIME_LIMIT_S = 120.0
+MAX_FILES_PER_TASK = 32         # files a worker reads per task (fewer when there are few files)
 
 
 class FileTimeout(BaseException):
@@ -130,30 +131,53 @@ def time_guard(limit_s: float) -> Iterator[None]:
 
 
 def read_many(paths: Sequence[str], vocab_dict: dict, tracks: Sequence[int] | None, workers: int,
-              on_done: Callable[[FileResult], None]) -> None:
-    """Read `paths` (serially for workers <= 1), calling on_done(result) as each finishes."""
+              on_done: Callable[[FileResult], None], cache_dir: str | Path | None = None,
+              keys: dict[str, str] | None = None) -> None:
+    """Read `paths` (serially for workers <= 1), calling on_done(result) as each finishes. With
+    `cache_dir`, each result that can be cached is saved there under keys[path] by the process that
+    read it (the parent would otherwise write every entry itself, serially)."""
+    cache = str(cache_dir) if cache_dir is not None else None
+    keys = keys or {}
     if workers <= 1:
         for path in paths:
-            on_done(read_file(path, vocab_dict, tracks))
+            on_done(read_and_save(path, vocab_dict, tracks, cache, keys.get(path)))
         return
     left = set(paths)
+    size = max(1, min(MAX_FILES_PER_TASK, len(paths) // (workers * 8)))
     try:
         with ProcessPoolExecutor(workers, mp_context=_context()) as pool:
-            futures = {pool.submit(read_file, p, vocab_dict, tracks): p for p in paths}
+            futures = [pool.submit(_read_group, [(p, keys.get(p)) for p in paths[at:at + size]],
+                                   vocab_dict, tracks, cache) for at in range(0, len(paths), size)]
             for future in as_completed(futures):
-                result = future.result()
-                left.discard(futures[future])
-                on_done(result)
+                for result in future.result():
+                    left.discard(result.path)
+                    on_done(result)
     except BrokenProcessPool:
         for path in sorted(left):
-            on_done(_read_alone(path, vocab_dict, tracks))
+            on_done(_read_alone(path, vocab_dict, tracks, cache, keys.get(path)))
 
 
-def _read_alone(path: str, vocab_dict: dict, tracks: Sequence[int] | None) -> FileResult:
+def _read_group(group: list[tuple[str, str | None]], vocab_dict: dict, tracks, cache_dir):
+    """A worker's task: several files (one task per file costs the parent more than a small MIDI
+    file costs to read)."""
+    return [read_and_save(path, vocab_dict, tracks, cache_dir, key) for path, key in group]
+
+
+def read_and_save(path: str, vocab_dict: dict, tracks: Sequence[int] | None,
+                  cache_dir: str | None = None, key: str | None = None) -> FileResult:
+    """read_file, then the result saved in the cache (when it may be: not a timeout, not a bug)."""
+    result = read_file(path, vocab_dict, tracks)
+    if cache_dir is not None and key is not None and result.cacheable:
+        save_entry(Path(cache_dir), key, result)
+    return result
+
+
+def _read_alone(path: str, vocab_dict: dict, tracks: Sequence[int] | None,
+                cache_dir: str | None = None, key: str | None = None) -> FileResult:
     """One file in its own process: if that process dies, the file is skipped."""
     try:
         with ProcessPoolExecutor(1, mp_context=_context()) as pool:
-            return pool.submit(read_file, path, vocab_dict, tracks).result()
+            return pool.submit(read_and_save, path, vocab_dict, tracks, cache_dir, key).result()
     except BrokenProcessPool:
         return FileResult(path, skip_reason="the reader crashed on this file (worker process died)",
                           cacheable=False)
