@@ -52,22 +52,33 @@ def split_by_song(names: Sequence[str], val_fraction: float, seed: int) -> tuple
     return sorted(order[n_val:].tolist()), sorted(order[:n_val].tolist())
 
 
+def song_lengths(songs: Sequence[np.ndarray]) -> np.ndarray:
+    """Each song's length as an int64 array (a SongTable knows them without touching the songs)."""
+    known = getattr(songs, "lengths", None)
+    if known is not None:
+        return np.asarray(known, dtype=np.int64)
+    return np.fromiter((len(s) for s in songs), dtype=np.int64, count=len(songs))
+
+
 def random_shifts(songs: Sequence[np.ndarray], vocab: Vocab, max_shift: int,
-                  rng: np.random.Generator,
-                  ranges: Sequence[tuple[int, int]] | None = None) -> list[int]:
-    """One transposition per song, uniform in [-max_shift, max_shift] cut to the piano range
-    (`ranges`: each song's vocab.transpose_range, when known, so the songs are not read)."""
-    shifts = []
-    for i, ids in enumerate(songs):
-        lo, hi = ranges[i] if ranges is not None else vocab.transpose_range(ids)
+                  rng: np.random.Generator, ranges: np.ndarray | None = None,
+                  which: np.ndarray | None = None) -> np.ndarray:
+    """One transposition per song (of `which`, default all), uniform in [-max_shift, max_shift]
+    cut to the piano range (`ranges`: each song's vocab.transpose_range as an (n, 2) array, when
+    known, so the songs are not read)."""
+    which = np.arange(len(songs)) if which is None else which
+    shifts = np.zeros(len(which), dtype=np.int64)
+    for j, i in enumerate(which.tolist()):
+        lo, hi = (int(ranges[i][0]), int(ranges[i][1])) if ranges is not None else \
+            vocab.transpose_range(songs[i])
         lo, hi = max(lo, -max_shift), min(hi, max_shift)
-        shifts.append(int(rng.integers(lo, hi + 1)) if hi >= lo else 0)
+        shifts[j] = int(rng.integers(lo, hi + 1)) if hi >= lo else 0
     return shifts
 
 
 def stream_batches(songs: Sequence[np.ndarray], *, batch_size: int, seq_len: int,
                    rng: np.random.Generator | None = None, vocab: Vocab | None = None,
-                   max_shift: int = 0, ranges: Sequence[tuple[int, int]] | None = None,
+                   max_shift: int = 0, ranges: np.ndarray | None = None,
                    rows: slice | None = None, release: Callable[[], None] | None = None,
                    release_every: int = 64) -> Iterator[Batch]:
     """Yield an epoch of TBPTT batches.
@@ -79,29 +90,27 @@ def stream_batches(songs: Sequence[np.ndarray], *, batch_size: int, seq_len: int
     transposed, and the layout depends only on the songs.
 
     Batches are built as they are asked for, one chunk per stream, from the songs as given (any
-    integer dtype, memory maps included): memory does not grow with the corpus. `rows` picks some
-    of the streams (a distributed rank's share; the layout is the whole batch's, so every rank
-    agrees on the number of batches). `release()` is called every `release_every` batches.
+    integer dtype, memory maps included; a list or a SongTable), and the layout is held in arrays
+    (tens of bytes a song): memory does not grow with the corpus's tokens. `rows` picks some of the
+    streams (a distributed rank's share; the layout is the whole batch's, so every rank agrees on
+    the number of batches). `release()` is called every `release_every` batches.
     """
-    keep = [i for i, s in enumerate(songs) if len(s) >= 2]
-    songs = [songs[i] for i in keep]
-    if not songs:
+    keep = np.flatnonzero(song_lengths(songs) >= 2)
+    if keep.size == 0:
         return
-    shifts = [0] * len(songs)
+    shifts = np.zeros(len(keep), dtype=np.int64)
     if rng is not None and vocab is not None and max_shift > 0:
-        shifts = random_shifts(songs, vocab, max_shift, rng,
-                               [ranges[i] for i in keep] if ranges is not None else None)
-    n_rows = min(batch_size, len(songs))
-    lengths = [len(s) for s in songs]
-    pieces = _cut(lengths, n_rows, seq_len) if rng is not None else \
-        [(i, 0, n) for i, n in enumerate(lengths)]
+        shifts = random_shifts(songs, vocab, max_shift, rng, ranges, keep)
+    n_rows = min(batch_size, len(keep))
+    lengths = song_lengths(songs)[keep]
+    pieces = _cut(lengths, n_rows, seq_len) if rng is not None else _whole(lengths)
     streams = _deal(pieces, n_rows, seq_len)
     if rng is not None:
-        streams = [[stream[i] for i in rng.permutation(len(stream))] for stream in streams]
-    n_chunks = max(sum(_chunks(b - a, seq_len) for _, a, b in stream) for stream in streams)
+        streams = [stream[rng.permutation(len(stream))] for stream in streams]
+    n_chunks = max(int(pieces.chunks[stream].sum()) for stream in streams)
     picked = streams[rows] if rows is not None else streams
     note = (vocab.note_base, vocab.dur_base) if vocab is not None else None
-    readers = [_row_chunks(stream, songs, shifts, seq_len, note) for stream in picked]
+    readers = [_row_chunks(stream, pieces, songs, keep, shifts, seq_len, note) for stream in picked]
     for k in range(n_chunks):
         inputs = np.full((len(readers), seq_len), PAD, dtype=np.int64)
         targets = np.full((len(readers), seq_len), PAD, dtype=np.int64)
@@ -122,52 +131,79 @@ def stream_batches(songs: Sequence[np.ndarray], *, batch_size: int, seq_len: int
 def count_batches(songs: Sequence[np.ndarray], batch_size: int, seq_len: int,
                   training: bool = True) -> int:
     """How many batches `stream_batches` yields for these songs (for a progress bar)."""
-    lengths = [len(s) for s in songs if len(s) >= 2]
-    if not lengths:
+    lengths = song_lengths(songs)
+    lengths = lengths[lengths >= 2]
+    if not lengths.size:
         return 0
     n_rows = min(batch_size, len(lengths))
-    pieces = _cut(lengths, n_rows, seq_len) if training else \
-        [(i, 0, n) for i, n in enumerate(lengths)]
-    return max(sum(_chunks(b - a, seq_len) for _, a, b in stream)
-               for stream in _deal(pieces, n_rows, seq_len))
+    pieces = _cut(lengths, n_rows, seq_len) if training else _whole(lengths)
+    return max(int(pieces.chunks[stream].sum()) for stream in _deal(pieces, n_rows, seq_len))
+
+
+@dataclass
+class _Pieces:
+    """Pieces of songs as arrays: song (index into the kept songs), start, stop; chunks (each
+    piece's seq_len chunks) is filled in by _deal."""
+    song: np.ndarray
+    start: np.ndarray
+    stop: np.ndarray
+    chunks: np.ndarray | None = None
+
+
+def _n_chunks(lengths: np.ndarray, seq_len: int) -> np.ndarray:
+    return (lengths - 1 + seq_len - 1) // seq_len             # ceil((n - 1) / seq_len)
 
 
 def _chunks(song_len: int, seq_len: int) -> int:
     return math.ceil((song_len - 1) / seq_len)
 
 
-def _cut(lengths: list[int], rows: int, seq_len: int) -> list[tuple[int, int, int]]:
+def _whole(lengths: np.ndarray) -> _Pieces:
+    n = len(lengths)
+    return _Pieces(np.arange(n), np.zeros(n, dtype=np.int64), lengths.copy())
+
+
+def _cut(lengths: np.ndarray, rows: int, seq_len: int) -> _Pieces:
     """Cut songs longer than half a stream's share of chunks into pieces of at most that many
-    chunks; consecutive pieces overlap by one token (the last target is the next first input).
-    A piece is (song index, start, stop)."""
-    share = math.ceil(sum(_chunks(n, seq_len) for n in lengths) / rows)
+    chunks; consecutive pieces overlap by one token (the last target is the next first input)."""
+    share = math.ceil(int(_n_chunks(lengths, seq_len).sum()) / rows)
     piece = max(1, share // 2) * seq_len
-    out = []
-    for i, n in enumerate(lengths):
-        out += [(i, a, min(a + piece + 1, n)) for a in range(0, n - 1, piece)]
-    return out
+    count = (lengths - 1 + piece - 1) // piece                 # pieces per song: starts 0, piece, ...
+    song = np.repeat(np.arange(len(lengths)), count)
+    first = np.repeat(np.cumsum(count) - count, count)
+    start = (np.arange(len(song)) - first) * piece
+    stop = np.minimum(start + piece + 1, lengths[song])
+    return _Pieces(song, start, stop)
 
 
-def _deal(pieces: list[tuple[int, int, int]], rows: int, seq_len: int) -> list[list[tuple[int, int, int]]]:
-    """Longest first, each piece to the stream with the fewest chunks so far (streams end close)."""
+def _deal(pieces: _Pieces, rows: int, seq_len: int) -> list[np.ndarray]:
+    """Longest first, each piece to the stream with the fewest chunks so far (streams end close).
+    Returns each stream's piece indices in dealing order; fills in pieces.chunks."""
+    length = pieces.stop - pieces.start
+    chunks = _n_chunks(length, seq_len)
+    pieces.chunks = chunks
+    order = np.argsort(-length, kind="stable")                 # stable: ties keep song order
+    row_of = np.empty(len(order), dtype=np.int64)
     heap = [(0, r) for r in range(rows)]
-    streams: list[list[tuple[int, int, int]]] = [[] for _ in range(rows)]
-    for i in sorted(range(len(pieces)), key=lambda i: -(pieces[i][2] - pieces[i][1])):   # stable
+    for j, c in enumerate(chunks[order].tolist()):
         total, r = heapq.heappop(heap)
-        streams[r].append(pieces[i])
-        heapq.heappush(heap, (total + _chunks(pieces[i][2] - pieces[i][1], seq_len), r))
-    return streams
+        row_of[j] = r
+        heapq.heappush(heap, (total + c, r))
+    return [order[row_of == r] for r in range(rows)]
 
 
-def _row_chunks(stream, songs, shifts, seq_len: int, note: tuple[int, int] | None):
+def _row_chunks(stream: np.ndarray, pieces: _Pieces, songs, keep: np.ndarray, shifts: np.ndarray,
+                seq_len: int, note: tuple[int, int] | None):
     """(tokens of the chunk, inputs and the one next target, as int64; does it start a piece) for
     each chunk of one stream, then (None, True) for ever (a finished stream's empty chunks)."""
-    for i, a, b in stream:
-        for c in range(_chunks(b - a, seq_len)):
+    for p in stream.tolist():
+        i, a, b = int(pieces.song[p]), int(pieces.start[p]), int(pieces.stop[p])
+        ids, shift = songs[int(keep[i])], int(shifts[i])
+        for c in range(int(pieces.chunks[p])):
             lo = a + c * seq_len
-            chunk = np.asarray(songs[i][lo:min(lo + seq_len + 1, b)], dtype=np.int64)
-            if shifts[i] and note is not None:
-                chunk = np.where((chunk >= note[0]) & (chunk < note[1]), chunk + shifts[i], chunk)
+            chunk = np.asarray(ids[lo:min(lo + seq_len + 1, b)], dtype=np.int64)
+            if shift and note is not None:
+                chunk = np.where((chunk >= note[0]) & (chunk < note[1]), chunk + shift, chunk)
             yield chunk, c == 0
     while True:
         yield None, True

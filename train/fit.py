@@ -22,6 +22,7 @@ import sys
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Sequence
 
 import numpy as np
 import torch
@@ -33,7 +34,7 @@ from perform.tokens import PAD, Vocab
 
 from .checkpoint import load_checkpoint, save_checkpoint
 from . import distributed
-from .data import count_batches, split_by_song, stream_batches
+from .data import count_batches, song_lengths, split_by_song, stream_batches
 from .distributed import Dist
 from .errors import CheckpointError, CorpusError, TrainError
 from .evaluate import TOKEN_TYPES, autocast, carry_state, score_songs, scores_from_sums, sum_scores, \
@@ -124,23 +125,24 @@ def _fit(args, cfg: Config, out: Path, resume: dict | None, dist: Dist,
     vocab = Vocab.from_grid(cfg.grid)
     paths = args.paths or (resume["corpus"].get("paths") if resume else None) or None
     corpus = _load_corpus_first_on_main(paths, vocab, cfg, args, dist)
-    names = [s.name for s in corpus.songs]
-    train_idx, val_idx = split_by_song(names, cfg.train.val_fraction, cfg.train.seed)
-    train = [corpus.songs[i].ids for i in train_idx]
-    val = [corpus.songs[i].ids for i in val_idx]
-    ranges = getattr(corpus, "ranges", None)
-    data = TrainData(train, val, [ranges[i] for i in train_idx] if ranges else None,
+    ids = corpus.song_ids()                 # a list, or a SongTable of memory-mapped views
+    n_songs = len(ids)
+    train_idx, val_idx = split_by_song(range(n_songs), cfg.train.val_fraction, cfg.train.seed)
+    train, val = _take(ids, train_idx), _take(ids, val_idx)
+    ranges = corpus.song_ranges()
+    data = TrainData(train, val, ranges[train_idx] if ranges is not None else None,
                      getattr(corpus, "release", None))
-    n_rows = min(cfg.train.batch_size, sum(len(s) >= 2 for s in train))
+    train_lengths, val_lengths = song_lengths(train), song_lengths(val)
+    n_rows = min(cfg.train.batch_size, int((train_lengths >= 2).sum()))
     if dist.world > n_rows:
         raise TrainError(f"{dist.world} processes need at least {dist.world} streams per batch, and "
                          f"this run has {n_rows} (train.batch_size {cfg.train.batch_size}, "
                          f"{len(train)} training songs); use fewer processes or a larger batch")
     info = {"name": "music21:bach (Bach chorales)" if not paths else ", ".join(map(str, paths)),
             "paths": [str(p) for p in paths] if paths else None, "files": corpus.files_ok,
-            "songs": len(names), "train_songs": len(train), "val_songs": len(val),
-            "train_tokens": int(sum(len(s) - 1 for s in train)),
-            "val_tokens": int(sum(len(s) - 1 for s in val)), "skipped": len(corpus.skipped),
+            "songs": n_songs, "train_songs": len(train), "val_songs": len(val),
+            "train_tokens": int((train_lengths - 1).sum()),
+            "val_tokens": int((val_lengths - 1).sum()), "skipped": len(corpus.skipped),
             "velocity_bins": velocity_bins(train, vocab, data.release)}
     base = distributed.from_main(dist, baselines(train, val, vocab, cfg.train.baseline_max_tokens,
                                                  data.release) if dist.main else None)
@@ -156,10 +158,14 @@ def _fit(args, cfg: Config, out: Path, resume: dict | None, dist: Dist,
 
 @dataclass
 class TrainData:
-    train: list[np.ndarray]
-    val: list[np.ndarray]
-    ranges: list[tuple[int, int]] | None = None     # each training song's transpose_range
+    train: Sequence[np.ndarray]                     # a list, or a SongTable (shards)
+    val: Sequence[np.ndarray]
+    ranges: np.ndarray | None = None                # (songs, 2): each training song's transpose_range
     release: object = None                          # drops memory-mapped pages (shards)
+
+
+def _take(ids: Sequence[np.ndarray], indices: list[int]) -> Sequence[np.ndarray]:
+    return ids.take(indices) if hasattr(ids, "take") else [ids[i] for i in indices]
 
 
 def _first_tokens(songs: list[np.ndarray], max_tokens: int) -> list[np.ndarray]:
@@ -308,7 +314,7 @@ def _validate(model: JamLSTM, data: TrainData, t, device: torch.device, vocab: V
 def train_epoch(model: torch.nn.Module, opt: torch.optim.Optimizer, songs, cfg: Config, vocab: Vocab,
                 epoch: int, device: torch.device, deadline: float, quiet: bool,
                 progress: Progress | None = None, *, dist: Dist = Dist(),
-                ranges: list[tuple[int, int]] | None = None, release=None) -> dict:
+                ranges: np.ndarray | None = None, release=None) -> dict:
     """One pass over every training position; stops early (partial) when the deadline passes or
     train.max_steps is reached.
 
@@ -325,10 +331,10 @@ def train_epoch(model: torch.nn.Module, opt: torch.optim.Optimizer, songs, cfg: 
     loss_sum, tokens, state, partial = 0.0, 0, None, False
     start = time.perf_counter()
     per_epoch = count_batches(songs, t.batch_size, t.seq_len)
+    n_rows = min(t.batch_size, int((song_lengths(songs) >= 2).sum()))
     batches = stream_batches(songs, batch_size=t.batch_size, seq_len=t.seq_len, rng=rng, vocab=vocab,
                              max_shift=t.transpose_semitones if t.augment else 0, ranges=ranges,
-                             rows=dist.rows(min(t.batch_size, sum(len(s) >= 2 for s in songs))),
-                             release=release)
+                             rows=dist.rows(n_rows), release=release)
     cosine = t.lr_schedule == "cosine" and progress is not None
     bar = tqdm(batches, total=per_epoch, desc=f"epoch {epoch}",
                unit="batch", disable=quiet, file=sys.stderr, leave=False)

@@ -33,6 +33,7 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from collections.abc import Sequence as SequenceABC
 from typing import Callable, Iterable, Sequence
 
 import numpy as np
@@ -321,14 +322,70 @@ def _report(out: Path, numbers: list[int], vocab: Vocab) -> ShardReport:
 # reading --------------------------------------------------------------------------------------
 
 
+class SongTable(SequenceABC):
+    """Songs as views into memory-mapped token arrays, held as three arrays (20 bytes a song):
+    table[i] is song i's ids (a view, nothing copied), table.lengths every length,
+    table.take(indices) a smaller table."""
+
+    def __init__(self, tokens: list[np.ndarray], shard: np.ndarray, offset: np.ndarray,
+                 length: np.ndarray) -> None:
+        self.tokens, self.shard, self.offset, self.length = tokens, shard, offset, length
+
+    def __len__(self) -> int:
+        return len(self.offset)
+
+    def __getitem__(self, i):
+        if isinstance(i, slice):
+            return self.take(np.arange(len(self))[i])
+        start = int(self.offset[i])
+        return self.tokens[int(self.shard[i])][start:start + int(self.length[i])]
+
+    @property
+    def lengths(self) -> np.ndarray:
+        return self.length
+
+    def take(self, indices) -> "SongTable":
+        idx = np.asarray(indices, dtype=np.int64)
+        return SongTable(self.tokens, self.shard[idx], self.offset[idx], self.length[idx])
+
+
+class _ShardSongs(SequenceABC):
+    """corpus.songs of a ShardCorpus: Song(name, ids) made when asked for (names read once, on
+    first use, from the shards' .json files)."""
+
+    def __init__(self, corpus: "ShardCorpus") -> None:
+        self.corpus = corpus
+        self._names: list[str] | None = None
+
+    def __len__(self) -> int:
+        return len(self.corpus.table)
+
+    def __getitem__(self, i):
+        if isinstance(i, slice):
+            return [self[j] for j in range(len(self))[i]]
+        if self._names is None:
+            self._names = [song["name"] for name in self.corpus.shard_names
+                           for song in _shard_meta(self.corpus.path, int(name[6:11]))["songs"]]
+        return Song(self._names[i], self.corpus.table[i])
+
+
 class ShardCorpus(Corpus):
-    """A Corpus whose songs are views into memory-mapped shards (see `open_shards`)."""
+    """A Corpus whose songs are views into memory-mapped shards (see `open_shards`). For
+    training, `song_ids()` and `song_ranges()` give them as arrays, with no object per song."""
 
     def __init__(self, **kwargs) -> None:
         super().__init__(**kwargs)
         self.maps: list[mmap.mmap] = []
-        self.ranges: list[tuple[int, int]] = []     # each song's transpose_range, from the index
-        self.path: Path | None = None
+        self.table = SongTable([], np.zeros(0, np.int32), np.zeros(0, np.int64), np.zeros(0, np.int64))
+        self.ranges = np.zeros((0, 2), dtype=np.int64)   # each song's transpose_range
+        self.path: Path = Path()
+        self.shard_names: list[str] = []
+
+    def song_ids(self) -> SongTable:
+        return self.table
+
+    def song_ranges(self) -> np.ndarray:
+        return self.ranges
 
     def release(self) -> None:
         """Drop the pages of the shards from this process's resident memory (they stay in the
@@ -359,6 +416,7 @@ def open_shards(path: str | Path, vocab: Vocab) -> ShardCorpus:
     dtype = np.dtype(manifest["dtype"])
     corpus = ShardCorpus(songs=[], skipped=[], vocab=vocab)
     corpus.path = out
+    tokens, shard, indices = [], [], []
     for name in manifest["shards"]:
         meta = _shard_meta(out, int(name[6:11]))
         for f in meta["files"]:
@@ -376,17 +434,23 @@ def open_shards(path: str | Path, vocab: Vocab) -> ShardCorpus:
         except (OSError, ValueError) as err:
             raise CorpusError(f"shard {out / name} cannot be read ({err}); prepare the shards again") \
                 from err
-        tokens = np.frombuffer(mm, dtype=dtype)
-        if index.shape != (len(meta["songs"]), 4) or len(tokens) != meta["tokens"]:
+        mapped = np.frombuffer(mm, dtype=dtype)
+        if index.shape != (len(meta["songs"]), 4) or len(mapped) != meta["tokens"] or \
+                (len(index) and int((index[:, 0] + index[:, 1]).max()) > len(mapped)):
             raise CorpusError(f"shard {out / name} is damaged (its index, tokens and .json disagree); "
                               "prepare the shards again")
         corpus.maps.append(mm)
-        for (offset, length, lo, hi), song in zip(index.tolist(), meta["songs"]):
-            corpus.songs.append(Song(song["name"], tokens[offset:offset + length]))
-            corpus.ranges.append((lo, hi))
-            corpus.notes += song["notes"]
-            corpus.steps += song["steps"]
-        corpus.tokens += len(tokens)
-    if not corpus.songs:
+        corpus.shard_names.append(name)
+        shard.append(np.full(len(index), len(tokens), dtype=np.int32))
+        tokens.append(mapped)
+        indices.append(index)
+        corpus.notes += sum(song["notes"] for song in meta["songs"])
+        corpus.steps += sum(song["steps"] for song in meta["songs"])
+        corpus.tokens += len(mapped)
+    if not indices:
         raise CorpusError(f"{out} holds no songs; prepare it from music files with notes")
+    index = np.concatenate(indices)
+    corpus.table = SongTable(tokens, np.concatenate(shard), index[:, 0].copy(), index[:, 1].copy())
+    corpus.ranges = index[:, 2:4].copy()
+    corpus.songs = _ShardSongs(corpus)
     return corpus

@@ -61,7 +61,7 @@ def test_shards_hold_what_reading_the_folder_gives(capsys, tmp_path, songs):
     for mapped, read in zip(shards.songs, corpus.songs):
         assert mapped.ids.dtype == np.uint8 and not mapped.ids.flags.owndata     # a view of the map
         assert np.array_equal(mapped.ids, read.ids)
-    assert shards.ranges == [vocab.transpose_range(s.ids) for s in corpus.songs]
+    assert shards.ranges.tolist() == [list(vocab.transpose_range(s.ids)) for s in corpus.songs]
     assert (shards.tokens, shards.notes, shards.files_ok) == (corpus.tokens, corpus.notes, 11)
     assert shards.skipped == corpus.skipped
     shards.release()                                    # drops the pages; the songs still read
