@@ -17,6 +17,8 @@ import numpy as np
 
 from perform.tokens import PAD
 
+SCORE_GROUP_TOKENS = 1 << 16
+
 
 def unigram_nll(train: Sequence[np.ndarray], val: Sequence[np.ndarray], vocab_size: int) -> float:
     """Add-one unigram over the training targets, scored on the validation targets."""
@@ -55,7 +57,20 @@ class KneserNey:
         return self
 
     def log_probs(self, songs: Sequence[np.ndarray]) -> np.ndarray:
-        """Natural log-probability of every target token (each song's tokens after BOS)."""
+        """Natural log-probability of every target token (each song's tokens after BOS), scored a
+        group of songs at a time (the working arrays stay small however many songs there are)."""
+        out, group, size = [], [], 0
+        for ids in songs:
+            group.append(ids)
+            size += len(ids)
+            if size >= SCORE_GROUP_TOKENS:
+                out.append(self._log_probs(group))
+                group, size = [], 0
+        if group or not out:
+            out.append(self._log_probs(group))
+        return np.concatenate(out)
+
+    def _log_probs(self, songs: Sequence[np.ndarray]) -> np.ndarray:
         grams = self._ngram_keys(songs)
         p = np.full(len(grams), 1.0 / self.V)
         for k in range(1, self.order + 1):
