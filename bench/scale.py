@@ -1,9 +1,9 @@
 """Scale figures, in one run: corpus preparation throughput on 20,000 MIDI files, peak resident memory
 of training on shards 1x, 10x and 100x the Bach chorales, and 2-process gloo DDP against 1 process.
 
-    python bench/scale.py --json                          # all three parts: 8.5-9 minutes on 2 cores
+    python bench/scale.py --json                          # all three parts: ~13 minutes on 2 cores
     python bench/scale.py --json --parts prepare          # ~3 min (writing 25-30 s, 4 prepares of 30-40 s)
-    python bench/scale.py --json --parts memory           # ~3.5 min (6 trainings of 300 steps)
+    python bench/scale.py --json --parts memory           # ~7 min (12 trainings of 300 steps)
     python bench/scale.py --json --parts ddp              # ~2.5 min (7 trainings of 200 steps)
     python bench/scale.py --json --parts memory --memory-copies 1,10 --memory-repeat 1
 
@@ -48,7 +48,10 @@ Figures:
   median polled VmRSS) and the RssAnon / RssFile maxima. Also wall_s, steps, tokens_per_s, val_nll.
   Per size: tokens, songs, shards, shard_bytes, and the runs' mean of each memory figure with its
   [min, max] (`..._range`). `growth_10x_to_100x` gives the means' change in MiB (and the peak's in
-  %). For scale: `import torch` alone is ~220 MiB resident here, and the n-gram baselines are fitted
+  %). `fixed_malloc` (per size, and in the growth) is one more run with MALLOC_MMAP_THRESHOLD_ and
+  MALLOC_TRIM_THRESHOLD_ set to 1 MiB: glibc then no longer raises its mmap threshold after a large
+  block is freed (the n-gram fit frees 100+ MiB ones), so what is left is what the trainer holds,
+  without the allocator's history (--no-fixed-malloc skips it). For scale: `import torch` alone is ~220 MiB resident here, and the n-gram baselines are fitted
   on at most train.baseline_max_tokens (2,000,000) training tokens, so at 10x and 100x they cost the
   same (at 1x they see 0.4M).
 - ddp: on the 1x chorales shards, --ddp-steps optimizer steps (they span two epochs: a chorales
@@ -452,12 +455,16 @@ def _folder_bytes(folder: Path) -> int:
     return sum(p.stat().st_size for p in folder.iterdir() if p.is_file())
 
 
-def _memory_run(folder: Path, run_dir: Path, args) -> dict:
+FIXED_MALLOC = {"MALLOC_MMAP_THRESHOLD_": str(1 << 20), "MALLOC_TRIM_THRESHOLD_": str(1 << 20)}
+
+
+def _memory_run(folder: Path, run_dir: Path, args, env_extra: dict | None = None) -> dict:
     """One training in a fresh subprocess; its peak and polled memory, split at the baselines line."""
     load = loadavg()
     m = run_measured([sys.executable, "-m", "train", str(folder), "--out", str(run_dir),
                       "--max-steps", str(args.memory_steps), "--threads", "1", "--quiet",
-                      "--set", "train.val_fraction=0.01"], args.poll_s, _child_env())
+                      "--set", "train.val_fraction=0.01"], args.poll_s,
+                     {**_child_env(), **(env_extra or {})})
     split = next((t for t, text in m["lines"] if "baselines:" in text), None)
     samples = [s for _, s in m["samples"]]
     before = [s for t, s in m["samples"] if split is None or t < split]
@@ -528,6 +535,11 @@ def part_memory(args, vocab: Vocab, base: list) -> dict:
             for name, folder in folders.items():
                 say(f"memory: training on {name} ({sizes[name]['tokens']:,} tokens), run {k + 1}")
                 sizes[name]["runs"].append(_memory_run(folder, tmp / f"run-{name}-{k}", args))
+        for name, folder in folders.items():            # glibc's dynamic mmap threshold pinned
+            if args.fixed_malloc:
+                say(f"memory: training on {name} with {FIXED_MALLOC}")
+                run = _memory_run(folder, tmp / f"run-{name}-fixed", args, FIXED_MALLOC)
+                sizes[name]["fixed_malloc"] = {key: run[key] for key in RUN_KEYS}
     for entry in sizes.values():
         runs = entry["runs"]
         entry.update(train_tokens=runs[0]["train_tokens"], val_tokens=runs[0]["val_tokens"])
@@ -548,6 +560,10 @@ def part_memory(args, vocab: Vocab, base: list) -> dict:
         for key in (*RUN_KEYS, "open_shards_heap_mib"):
             if key in a and key in b:
                 growth[key] = round(b[key] - a[key], 1)
+        if "fixed_malloc" in a and "fixed_malloc" in b:
+            growth["fixed_malloc"] = {key: round(b["fixed_malloc"][key] - a["fixed_malloc"][key], 1)
+                                      for key in RUN_KEYS if a["fixed_malloc"][key] is not None
+                                      and b["fixed_malloc"][key] is not None}
         out["growth_10x_to_100x"] = growth
     return out
 
@@ -650,7 +666,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--prepare-repeat", type=int, default=2, help="prepares per worker count (best kept)")
     p.add_argument("--memory-copies", type=_ints, default=[1, 10, 100], help="chorale copies per size")
     p.add_argument("--memory-steps", type=int, default=300, help="optimizer steps per memory run")
-    p.add_argument("--memory-repeat", type=int, default=2, help="trainings per size (interleaved)")
+    p.add_argument("--memory-repeat", type=int, default=3, help="trainings per size (interleaved)")
+    p.add_argument("--no-fixed-malloc", dest="fixed_malloc", action="store_false",
+                   help="skip the extra run per size with glibc's mmap threshold pinned")
     p.add_argument("--files-per-shard", type=int, default=500)
     p.add_argument("--ddp-steps", type=int, default=200, help="optimizer steps per DDP run")
     p.add_argument("--poll-s", type=float, default=0.1, help="/proc/PID/status sampling period")

@@ -104,6 +104,11 @@ def test_a_finished_folder_is_not_read_again_and_says_so(capsys, tmp_path, songs
     assert code == 0
     assert "12 file(s) were done by an earlier run and not read again" in out.splitlines()[0]
     assert "skipped:" in out and "junk.mid" in out
+    write_song(songs / "song99.mid", 66)                        # a file added to the sources later
+    code, out, _ = prepare(capsys, tmp_path, str(songs), "--out-shards", str(tmp_path / "sh"), "--json")
+    summary = json.loads(out)
+    assert (summary["files_read"], summary["files_earlier"], summary["shards"]) == (1, 12, 2)
+    assert open_shards(tmp_path / "sh", Vocab()).songs[-1].name == str(songs / "song99.mid")
 
 
 def test_a_folder_of_other_settings_or_files_is_refused(capsys, tmp_path, songs):
