@@ -143,6 +143,15 @@ def test_time_budget_stops_with_a_checkpoint(tmp_path, midi_dir, capsys):
     assert "time budget" in capsys.readouterr().out
 
 
+def test_a_step_budget_stops_after_that_many_optimizer_steps(tmp_path, midi_dir, capsys):
+    out = tmp_path / "run"
+    assert train_run(out, midi_dir, "--epochs", "50", "--max-steps", "3", cache=tmp_path / "c") == 0
+    h = history(out)
+    assert len(h) == 1 and h[0]["partial"]
+    assert json.loads((out / "metrics.json").read_text())["metrics"]["steps"] == 3
+    assert (out / "best.pt").is_file() and "3 optimizer steps taken" in capsys.readouterr().out
+
+
 def test_user_mistakes_are_one_line_errors(tmp_path, midi_dir, capsys):
     assert main([str(tmp_path / "missing"), "--out", str(tmp_path / "r"), "--quiet"]) == 2
     assert "does not exist" in capsys.readouterr().err
