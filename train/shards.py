@@ -115,7 +115,8 @@ def prepare_shards(paths: Sequence[str | Path] | None, vocab: Vocab, out_dir: st
     started = time.perf_counter()
     out = Path(out_dir)
     if shard_files < 1:
-        raise CorpusError(f"shard_files {shard_files} must be at least 1")
+        raise CorpusError(f"--shard-files {shard_files} is not a number of files; give 1 or more "
+                          f"(default {DEFAULT_SHARD_FILES})")
     token_dtype(vocab)
     ignored: list[str] = []
     files = find_files(paths, ignored)
