@@ -264,9 +264,12 @@ def run(args, cfg: Config, vocab: Vocab, data: TrainData, info: dict, base: dict
     deadline = time.perf_counter() + t.max_minutes * 60 if t.max_minutes > 0 else math.inf
     metrics: dict = {}
     while progress.epoch < t.max_epochs and progress.bad_epochs < t.patience:
-        if time.perf_counter() >= deadline or 0 < t.max_steps <= progress.step:
-            _say(args, f"time budget of {t.max_minutes} minutes spent" if t.max_steps <= 0 or
-                 progress.step < t.max_steps else f"{t.max_steps} optimizer steps taken")
+        out_of_time = time.perf_counter() >= deadline
+        if dist.on:                     # the ranks' clocks differ: they stop together or not at all
+            out_of_time = distributed.sum_values(dist, [float(out_of_time)], device)[0] > 0
+        if out_of_time or 0 < t.max_steps <= progress.step:
+            _say(args, f"time budget of {t.max_minutes} minutes spent" if out_of_time
+                 else f"{t.max_steps} optimizer steps taken")
             break
         start = time.perf_counter()
         epoch = progress.epoch + 1
