@@ -1,7 +1,8 @@
 """The corpus cache: one .npz per source file, named by a hash of its bytes and the grid settings.
 
 An entry holds what reading the file gave: its songs' token ids and counts, or the reason it was
-skipped (so hostile files are not re-read every run). JSON metadata and int64 arrays; loaded with
+skipped (so hostile files are not re-read every run). JSON metadata and the narrowest unsigned
+arrays that hold the ids (uint8 for the default vocabulary; read back as int64); loaded with
 allow_pickle=False. Writes are atomic (a temporary file renamed into place), so a killed run leaves
 no torn entry; an unreadable entry is treated as a miss.
 """
@@ -69,12 +70,22 @@ def load_entry(cache_dir: Path, key: str, path: str) -> FileResult | None:
     return FileResult(path, songs, meta.get("skip_reason"), meta.get("warnings", []), True)
 
 
+def _compact(ids: np.ndarray) -> np.ndarray:
+    """The ids in the narrowest unsigned type that holds them (read back as int64): an entry is
+    then about a byte a token, not eight."""
+    ids = np.asarray(ids)
+    top = int(ids.max()) if ids.size else 0
+    if ids.size and int(ids.min()) < 0:
+        return ids
+    return ids.astype(np.uint8 if top < 256 else np.uint16 if top < 65536 else np.int64)
+
+
 def save_entry(cache_dir: Path, key: str, result: FileResult) -> None:
     """Atomically write `result` under `key`. Cache trouble never fails a run: it is ignored."""
     file = entry_path(cache_dir, key)
     meta = {"songs": [{"suffix": s.suffix, "notes": s.notes, "steps": s.steps} for s in result.songs],
             "skip_reason": result.skip_reason, "warnings": result.warnings}
-    arrays = {f"ids_{i}": s.ids for i, s in enumerate(result.songs)}
+    arrays = {f"ids_{i}": _compact(s.ids) for i, s in enumerate(result.songs)}
     try:
         file.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=".entry.", suffix=".npz", dir=file.parent)

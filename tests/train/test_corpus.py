@@ -99,6 +99,10 @@ def test_a_second_run_reads_the_cache_and_no_cache_reads_afresh(write_midi, tmp_
     assert second.from_cache == 3 and second.skipped == first.skipped
     assert [s.name for s in second.songs] == [s.name for s in first.songs]
     assert all(np.array_equal(a.ids, b.ids) for a, b in zip(first.songs, second.songs))
+    assert all(s.ids.dtype == np.int64 for s in second.songs)
+    for entry in (tmp_path / "cache").rglob("*.npz"):        # a byte a token on disk, not eight
+        with np.load(entry) as npz:
+            assert all(npz[k].dtype == np.uint8 for k in npz.files if k.startswith("ids_"))
     assert _load([folder], tmp_path, use_cache=False).from_cache == 0
 
     # a changed file, or other grid settings, are misses
