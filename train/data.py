@@ -154,10 +154,6 @@ def _n_chunks(lengths: np.ndarray, seq_len: int) -> np.ndarray:
     return (lengths - 1 + seq_len - 1) // seq_len             # ceil((n - 1) / seq_len)
 
 
-def _chunks(song_len: int, seq_len: int) -> int:
-    return math.ceil((song_len - 1) / seq_len)
-
-
 def _whole(lengths: np.ndarray) -> _Pieces:
     n = len(lengths)
     return _Pieces(np.arange(n), np.zeros(n, dtype=np.int64), lengths.copy())
