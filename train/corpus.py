@@ -96,7 +96,7 @@ def load_corpus(paths: Sequence[str | Path] | None, vocab: Vocab, *,
     if cache_dir is None:
         from perform.config import load_config
         cache_dir = load_config().paths.cache_dir       # ./config.toml when present, else default
-    results = _read_files(files, vocab, Path(cache_dir), use_cache, workers, progress, tracks)
+    results = read_files(files, vocab, Path(cache_dir), use_cache, workers, progress, tracks)
     corpus = _assemble(results, vocab)
     corpus.ignored = ignored
     corpus.seconds = time.perf_counter() - started
@@ -194,7 +194,7 @@ def _nothing_readable(paths, skipped: list[tuple[str, str]]) -> str:
             f" Read are {_types()}")
 
 
-def _read_files(files: list[str], vocab: Vocab, cache_dir: Path, use_cache: bool,
+def read_files(files: list[str], vocab: Vocab, cache_dir: Path, use_cache: bool,
                 workers: int | None, progress: bool, tracks) -> list[FileResult]:
     """Results in the order of `files`: cache hits first looked up here, the rest read (and saved
     in the cache) by the workers."""

@@ -40,7 +40,7 @@ import numpy as np
 
 from perform.tokens import Vocab
 
-from .corpus import READ_SUFFIXES, Corpus, Song, _read_files, find_files
+from .corpus import READ_SUFFIXES, Corpus, Song, read_files, find_files
 from .corpus_cache import READER_VERSION, FileResult
 from .errors import CorpusError
 
@@ -133,7 +133,7 @@ def prepare_shards(paths: Sequence[str | Path] | None, vocab: Vocab, out_dir: st
     try:
         for at in range(0, len(todo), shard_files):
             batch = todo[at:at + shard_files]
-            results = _read_files(batch, vocab, Path(cache_dir), use_cache, workers, False, tracks)
+            results = read_files(batch, vocab, Path(cache_dir), use_cache, workers, False, tracks)
             _write_shard(out, number, results, vocab)
             done.append(number)
             if bar is not None:
